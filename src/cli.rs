@@ -1,0 +1,139 @@
+//! Command line: clap derive types for every subcommand.
+//!
+//! Every option a deployment sets also reads an environment variable. Precedence: a flag on
+//! the command line wins over the environment variable, which wins over the default. There is
+//! no configuration file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Build a Nation's event pipeline in one binary: the game API, bounded reads of the `events`
+/// topic, SQL transforms, and a Parquet warehouse.
+///
+/// With no Kafka and no HDFS configured, everything runs on this machine: events go to a
+/// durable embedded log and tables to a local warehouse, both under --data-dir.
+#[derive(Debug, Parser)]
+#[command(name = "bnetl", version, about, long_about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Folder holding the embedded event log and the default warehouse
+    #[arg(long, env = "BNETL_DATA_DIR", default_value = "bnetl-data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// Where tables are written and read: a local path or file:// URL [default: <data-dir>/warehouse]
+    #[arg(long, env = "BNETL_WAREHOUSE", global = true)]
+    pub warehouse: Option<String>,
+
+    /// Topic the game API produces to and the batch jobs read
+    #[arg(long, env = "BNETL_TOPIC", default_value = "events", global = true)]
+    pub topic: String,
+
+    /// Hide progress bars and the summary line
+    #[arg(long, short, env = "BNETL_QUIET", global = true)]
+    pub quiet: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the game API (the seed's Flask app): each GET logs one event to the topic
+    Serve(ServeArgs),
+    /// Append each line of FILE (or stdin) to the topic as one message, byte for byte
+    Produce(ProduceArgs),
+    /// Read the topic and write every event to the table extracted_events
+    Extract(JobArgs),
+    /// Run queries/transform.sql over the topic's events into transformed_events
+    Transform(JobArgs),
+    /// Run queries/filtered_writes.sql (purchases) into purchases, partitioned by event_type
+    FilteredWrites(JobArgs),
+    /// Run SQL over the warehouse tables and print the result
+    Sql(SqlArgs),
+    /// Reproduce the seed walkthrough end to end in a fresh folder and print its tables
+    Demo(DemoArgs),
+}
+
+/// Options of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, env = "BNETL_ADDR", default_value = "0.0.0.0:5000")]
+    pub addr: String,
+
+    /// How long a request waits for the log to store its event before answering 503
+    #[arg(long, env = "BNETL_ACK_TIMEOUT_MS", default_value_t = 5000)]
+    pub ack_timeout_ms: u64,
+}
+
+/// Options of `produce`.
+#[derive(Debug, Clone, Args)]
+pub struct ProduceArgs {
+    /// File to read, one message per line; `-` or nothing reads stdin
+    pub input: Option<PathBuf>,
+
+    /// Partitions to create the topic with, if it does not exist yet
+    #[arg(long, default_value_t = 1)]
+    pub partitions: i32,
+}
+
+/// Options of the batch jobs (extract, transform, filtered-writes).
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// SQL file to run instead of the shipped query (input table: events)
+    #[arg(long, value_name = "FILE")]
+    pub query: Option<PathBuf>,
+
+    /// Output table name [default: the job's table]
+    #[arg(long)]
+    pub table: Option<String>,
+
+    /// Hive partition columns of the output, outermost first (as Spark's partitionBy)
+    #[arg(long, value_delimiter = ',', value_name = "COLUMN")]
+    pub partition_by: Option<Vec<String>>,
+
+    /// Start a new Parquet file after this many rows
+    #[arg(long, env = "BNETL_MAX_ROWS_PER_FILE", default_value_t = 4 * 1024 * 1024)]
+    pub max_rows_per_file: u64,
+}
+
+/// Output formats of `sql`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A table as Spark's DataFrame.show() prints it
+    Table,
+    /// CSV with a header row
+    Csv,
+    /// One JSON object per line
+    Json,
+}
+
+/// Options of `sql`.
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// The statement, e.g. "SELECT event_type, COUNT(*) FROM extracted_events GROUP BY event_type"
+    pub query: String,
+
+    /// How to print the result
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+
+    /// In table format, cut values longer than this many characters (0: never), as show() does
+    #[arg(long, default_value_t = 20)]
+    pub truncate: usize,
+}
+
+/// Options of `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Folder for the demo's log and warehouse, emptied first [default: <data-dir>/demo]
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}

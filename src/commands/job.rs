@@ -1,0 +1,261 @@
+//! The batch job pipeline shared by extract, transform and filtered-writes:
+//! snapshot the topic → scan (infer the schema, quarantine bad records) → SQL over the decoded
+//! `events` → Parquet table, then the `_bad_records` table.
+
+use std::convert::Infallible;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+
+use crate::decode::{self, BAD_RECORDS_TABLE, BadRecord, EventDecoder, SchemaInference};
+use crate::error::{Error, Result};
+use crate::progress::{Progress, ReadProgress};
+use crate::settings::{JobSettings, Settings};
+use crate::sink::{self, RollPolicy, TableSpec, WriteSummary};
+use crate::source::{Message, OffsetRange, SourceError, TopicLog, offsets};
+use crate::transform::QueryError;
+use crate::transform::session::{self, OpenStream};
+
+/// Messages per batch read from the log, and rows per decoded batch.
+pub const BATCH_ROWS: usize = 8192;
+
+/// What a job run did.
+#[derive(Debug, Clone)]
+pub struct JobSummary {
+    /// The job's name.
+    pub job: &'static str,
+    /// The topic read.
+    pub topic: String,
+    /// The offset ranges read.
+    pub ranges: Vec<OffsetRange>,
+    /// Messages read.
+    pub messages: u64,
+    /// Bytes of message values read.
+    pub bytes: u64,
+    /// Messages quarantined in `_bad_records`.
+    pub bad_records: u64,
+    /// The table written.
+    pub written: WriteSummary,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl JobSummary {
+    /// One line for the operator.
+    pub fn line(&self) -> String {
+        let ranges: Vec<String> = self.ranges.iter().map(ToString::to_string).collect();
+        let secs = self.elapsed.as_secs_f64();
+        format!(
+            "{}: {} events ({} bytes) from {} {} -> {}: {} rows in {} file(s); {} bad record(s) in {}; {:.2} s, {:.0} events/s",
+            self.job,
+            self.messages,
+            self.bytes,
+            self.topic,
+            ranges.join(" "),
+            self.written.table,
+            self.written.rows,
+            self.written.files,
+            self.bad_records,
+            BAD_RECORDS_TABLE,
+            secs,
+            self.messages as f64 / secs.max(1e-9),
+        )
+    }
+}
+
+/// Runs one job over the topic's current contents.
+pub async fn run(settings: &Settings, job: &JobSettings, progress: &Progress) -> Result<JobSummary> {
+    let started = Instant::now();
+    let log = settings.log.clone();
+    let topic = settings.topic.clone();
+    let ranges = blocking(move || log.snapshot(&topic)).await??;
+    tracing::info!(topic = settings.topic, ranges = ?ranges, "snapshotted offsets");
+
+    let scan = scan_topic(settings, &ranges, progress.reading("scan", &settings.topic, &ranges)).await?;
+    let schema = Arc::new(scan.inference.finish());
+
+    let ctx = session::new_context();
+    let open = events_stream(
+        settings.log.clone(),
+        settings.topic.clone(),
+        ranges.clone(),
+        EventDecoder::new(Arc::clone(&schema)),
+        progress.reading("decode", &settings.topic, &ranges),
+    );
+    session::register_stream(&ctx, "events", schema.arrow(), open)?;
+    let frame = job.query.plan(&ctx).await?;
+    let stream = frame.execute_stream().await.map_err(|source| QueryError::Execute {
+        name: job.query.name.clone(),
+        source,
+    })?;
+    let out_schema = stream.schema();
+
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let spinner = progress.spinner(format!("rows written to {}", job.table.name));
+    let written = sink::write_table(&settings.warehouse, &job.table, &run_id, &out_schema, stream, |rows| {
+        spinner.add_rows(rows)
+    })
+    .await;
+    spinner.finish();
+    let written = written?;
+
+    let bad = decode::bad_records_batch(&settings.topic, &scan.bad)?;
+    let bad_spec = TableSpec {
+        name: BAD_RECORDS_TABLE.to_owned(),
+        partition_by: Vec::new(),
+        roll: RollPolicy::default(),
+    };
+    let bad_stream = futures::stream::iter([Ok::<RecordBatch, Infallible>(bad)]);
+    sink::write_table(&settings.warehouse, &bad_spec, &run_id, &decode::bad_records_schema(), bad_stream, |_| ()).await?;
+    if !scan.bad.is_empty() {
+        tracing::warn!(topic = settings.topic, bad_records = scan.bad.len(), "messages that are not JSON objects were quarantined");
+    }
+
+    Ok(JobSummary {
+        job: job.name,
+        topic: settings.topic.clone(),
+        ranges,
+        messages: scan.messages,
+        bytes: scan.bytes,
+        bad_records: scan.bad.len() as u64,
+        written,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// What the first pass learned.
+#[derive(Debug, Default)]
+struct Scan {
+    inference: SchemaInference,
+    bad: Vec<BadRecord>,
+    messages: u64,
+    bytes: u64,
+}
+
+async fn scan_topic(settings: &Settings, ranges: &[OffsetRange], bars: ReadProgress) -> Result<Scan> {
+    let log = settings.log.clone();
+    let topic = settings.topic.clone();
+    let ranges = ranges.to_vec();
+    let expected = offsets::total_len(&ranges);
+    let scan = blocking(move || {
+        let mut scan = Scan::default();
+        read_pipelined(&log, &topic, &ranges, &bars, |batch| {
+            scan.messages += batch.len() as u64;
+            scan.bytes += batch.iter().map(|m| m.value.as_ref().map_or(0, Vec::len) as u64).sum::<u64>();
+            scan.bad.extend(decode::scan(&batch, &mut scan.inference));
+            ControlFlow::Continue(())
+        })?;
+        bars.finish();
+        Ok::<_, SourceError>(scan)
+    })
+    .await??;
+    tracing::info!(messages = scan.messages, expected, bad = scan.bad.len(), "scan done");
+    Ok(scan)
+}
+
+/// Reads `ranges` on a reader thread while `consume` handles the batches on this one, so
+/// reading and parsing use both cores.
+pub fn read_pipelined(
+    log: &TopicLog,
+    topic: &str,
+    ranges: &[OffsetRange],
+    bars: &ReadProgress,
+    mut consume: impl FnMut(Vec<Message>) -> ControlFlow<()>,
+) -> Result<(), SourceError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Message>>(4);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            log.read(topic, ranges, BATCH_ROWS, &mut |batch| {
+                if let Some(last) = batch.last() {
+                    bars.advance(last.partition, last.offset);
+                }
+                match tx.send(batch) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(_) => ControlFlow::Break(()),
+                }
+            })
+        });
+        for batch in rx.iter() {
+            if consume(batch).is_break() {
+                break;
+            }
+        }
+        drop(rx);
+        reader.join().unwrap_or_else(|_| {
+            Err(SourceError::Incomplete {
+                topic: topic.to_owned(),
+                partition: ranges.first().map_or(0, |r| r.partition),
+                reached: -1,
+                end: -1,
+            })
+        })
+    })
+}
+
+/// The decoded events of `ranges`, re-read from the log on every scan of the table.
+fn events_stream(
+    log: TopicLog,
+    topic: String,
+    ranges: Vec<OffsetRange>,
+    decoder: EventDecoder,
+    bars: ReadProgress,
+) -> OpenStream {
+    let schema = decoder.schema().arrow();
+    Arc::new(move || {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, DataFusionError>>(4);
+        let complete = Arc::new(AtomicBool::new(false));
+        let (log, topic, ranges, decoder, bars) =
+            (log.clone(), topic.clone(), ranges.clone(), decoder.clone(), bars.clone());
+        let thread_complete = Arc::clone(&complete);
+        let spawned = std::thread::Builder::new().name("bnetl-decode".into()).spawn(move || {
+            let result = read_pipelined(&log, &topic, &ranges, &bars, |batch| {
+                let decoded = decoder
+                    .decode(&batch)
+                    .map_err(|e| DataFusionError::External(Box::new(e)));
+                match tx.blocking_send(decoded) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(_) => ControlFlow::Break(()),
+                }
+            });
+            bars.finish();
+            match result {
+                Ok(()) => thread_complete.store(true, Ordering::Release),
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(DataFusionError::External(Box::new(e))));
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the decode thread");
+        }
+        // A stream that ends without the reader saying it finished is an error, never a short
+        // table: the sink must not commit it.
+        let stream = futures::stream::unfold((rx, complete, false), |(mut rx, complete, ended)| async move {
+            if ended {
+                return None;
+            }
+            match rx.recv().await {
+                Some(item) => Some((item, (rx, complete, false))),
+                None if complete.load(Ordering::Acquire) => None,
+                None => Some((
+                    Err(DataFusionError::Execution("the topic reader stopped before the end of its ranges".into())),
+                    (rx, complete, true),
+                )),
+            }
+        });
+        Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), stream))
+    })
+}
+
+/// Runs blocking work off the async threads.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Io {
+        action: "finish a background task".into(),
+        source: std::io::Error::other(e),
+    })
+}

@@ -1,0 +1,66 @@
+//! Commands: each wires the stages together for one subcommand.
+
+pub mod demo;
+pub mod extract;
+pub mod filtered_writes;
+pub mod job;
+pub mod produce;
+pub mod serve;
+pub mod sql;
+pub mod transform;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::settings::{JobSettings, Settings};
+
+/// Runs the parsed command line. `shutdown` is tripped by Ctrl-C or SIGTERM.
+pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
+    let progress = Progress::new(cli.global.quiet);
+    let work = async {
+        match &cli.command {
+            Command::Demo(args) => demo::run(&cli.global, args, &progress).await,
+            Command::Serve(args) => {
+                let settings = Settings::from_args(&cli.global)?;
+                serve::run(&settings, args, shutdown.clone()).await
+            }
+            Command::Produce(args) => {
+                let settings = Settings::from_args(&cli.global)?;
+                let args = args.clone();
+                job::blocking(move || produce::run(&settings, &args)).await?.map(|_| ())
+            }
+            Command::Sql(args) => {
+                let settings = Settings::from_args(&cli.global)?;
+                sql::run(&settings, args).await
+            }
+            Command::Extract(args) => run_job(&cli, &extract::JOB, args, &progress).await,
+            Command::Transform(args) => run_job(&cli, &transform::JOB, args, &progress).await,
+            Command::FilteredWrites(args) => run_job(&cli, &filtered_writes::JOB, args, &progress).await,
+        }
+    };
+    if matches!(cli.command, Command::Serve(_)) {
+        // The server handles shutdown itself, gracefully.
+        return work.await;
+    }
+    tokio::select! {
+        result = work => result,
+        () = shutdown.cancelled() => Err(Error::Interrupted),
+    }
+}
+
+async fn run_job(
+    cli: &Cli,
+    definition: &crate::settings::JobDefinition,
+    args: &crate::cli::JobArgs,
+    progress: &Progress,
+) -> Result<()> {
+    let settings = Settings::from_args(&cli.global)?;
+    let job_settings = JobSettings::from_args(definition, args)?;
+    let summary = job::run(&settings, &job_settings, progress).await?;
+    if !settings.quiet {
+        eprintln!("{}", summary.line());
+    }
+    Ok(())
+}

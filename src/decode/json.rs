@@ -1,0 +1,322 @@
+//! JSON messages → Arrow: one parse per message, values kept as borrowed raw JSON text.
+//!
+//! [`scan`] is the first pass (validate each message, feed [`SchemaInference`], keep the bad
+//! ones aside); [`EventDecoder`] is the second (build columns of the final schema). Both use
+//! [`parse_object`], so a message is bad in one pass exactly when it is bad in the other.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMillisecondBuilder,
+};
+use arrow::record_batch::RecordBatch;
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::schema::{ColumnType, EventSchema, JsonKind, SchemaInference};
+use super::{BadRecord, DecodeError};
+use crate::source::Message;
+
+/// Parses `value` as one JSON object and calls `on_field` for each top-level field, in order
+/// (a repeated key is reported again; the decoder keeps the last, as Python's `json` does).
+/// Returns why the message is not an event otherwise.
+pub fn parse_object<'a>(
+    value: Option<&'a [u8]>,
+    mut on_field: impl FnMut(Cow<'a, str>, &'a RawValue),
+) -> Result<(), String> {
+    let bytes = match value {
+        None => return Err("null value (tombstone)".to_owned()),
+        Some([]) => return Err("empty message".to_owned()),
+        Some(bytes) => bytes,
+    };
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    ObjectFields(&mut on_field)
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+        .map_err(|e| format!("not a JSON object: {e}"))
+}
+
+struct ObjectFields<'f, F>(&'f mut F);
+
+impl<'de, F: FnMut(Cow<'de, str>, &'de RawValue)> DeserializeSeed<'de> for ObjectFields<'_, F> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, F: FnMut(Cow<'de, str>, &'de RawValue)> Visitor<'de> for ObjectFields<'_, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(FieldName(name)) = map.next_key()? {
+            let value: &'de RawValue = map.next_value()?;
+            (self.0)(name, value);
+        }
+        Ok(())
+    }
+}
+
+/// A field name, borrowed from the message unless it had escapes.
+struct FieldName<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for FieldName<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl<'de> Visitor<'de> for NameVisitor {
+            type Value = FieldName<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(FieldName(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(FieldName(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(FieldName(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
+
+/// First pass over a batch: feeds field kinds to `inference` and returns the bad messages.
+pub fn scan(messages: &[Message], inference: &mut SchemaInference) -> Vec<BadRecord> {
+    let mut bad = Vec::new();
+    for message in messages {
+        let parsed = parse_object(message.value.as_deref(), |name, value| {
+            inference.observe(&name, JsonKind::of_raw(value.get()));
+        });
+        if let Err(error) = parsed {
+            bad.push(BadRecord::new(message, error));
+        }
+    }
+    bad
+}
+
+/// Second pass: decodes messages into batches of one fixed [`EventSchema`]. Messages that are
+/// not JSON objects are skipped here; [`scan`] reported them.
+#[derive(Debug, Clone)]
+pub struct EventDecoder {
+    schema: Arc<EventSchema>,
+}
+
+enum ColumnBuilder {
+    Utf8(StringBuilder),
+    Int64(Int64Builder),
+    Float64(Float64Builder),
+    Boolean(BooleanBuilder),
+}
+
+impl ColumnBuilder {
+    fn new(column_type: ColumnType, rows: usize) -> Self {
+        match column_type {
+            ColumnType::Utf8 => ColumnBuilder::Utf8(StringBuilder::with_capacity(rows, rows * 16)),
+            ColumnType::Int64 => ColumnBuilder::Int64(Int64Builder::with_capacity(rows)),
+            ColumnType::Float64 => ColumnBuilder::Float64(Float64Builder::with_capacity(rows)),
+            ColumnType::Boolean => ColumnBuilder::Boolean(BooleanBuilder::with_capacity(rows)),
+        }
+    }
+
+    /// Appends one raw JSON value (or null when absent).
+    fn append(&mut self, raw: Option<&RawValue>) {
+        let raw = raw.map(RawValue::get).filter(|r| *r != "null");
+        match self {
+            ColumnBuilder::Utf8(b) => match raw {
+                None => b.append_null(),
+                Some(r) if r.starts_with('"') => match unquote(r) {
+                    Some(s) => b.append_value(s),
+                    None => b.append_null(),
+                },
+                Some(r) => b.append_value(r),
+            },
+            ColumnBuilder::Int64(b) => b.append_option(raw.and_then(|r| r.parse().ok())),
+            ColumnBuilder::Float64(b) => b.append_option(raw.and_then(|r| r.parse().ok())),
+            ColumnBuilder::Boolean(b) => b.append_option(raw.map(|r| r == "true")),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Utf8(b) => Arc::new(b.finish()),
+            ColumnBuilder::Int64(b) => Arc::new(b.finish()),
+            ColumnBuilder::Float64(b) => Arc::new(b.finish()),
+            ColumnBuilder::Boolean(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// The text of a JSON string literal, unescaped only when it has escapes.
+fn unquote(raw: &str) -> Option<Cow<'_, str>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains('\\') {
+        serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+    } else {
+        Some(Cow::Borrowed(inner))
+    }
+}
+
+impl EventDecoder {
+    /// A decoder producing batches of `schema`.
+    pub fn new(schema: Arc<EventSchema>) -> Self {
+        EventDecoder { schema }
+    }
+
+    /// The schema of the batches this decoder produces.
+    pub fn schema(&self) -> &EventSchema {
+        &self.schema
+    }
+
+    /// Decodes `messages` into one batch, skipping messages that are not JSON objects.
+    pub fn decode(&self, messages: &[Message]) -> Result<RecordBatch, DecodeError> {
+        let rows = messages.len();
+        let mut columns: Vec<ColumnBuilder> = self
+            .schema
+            .json_columns
+            .iter()
+            .map(|c| ColumnBuilder::new(c.column_type, rows))
+            .collect();
+        let mut timestamps =
+            TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC");
+        let mut partitions = Int32Builder::with_capacity(rows);
+        let mut offsets = Int64Builder::with_capacity(rows);
+        let mut slots: Vec<Option<&RawValue>> = vec![None; columns.len()];
+        for message in messages {
+            slots.iter_mut().for_each(|s| *s = None);
+            let parsed = parse_object(message.value.as_deref(), |name, value| {
+                if let Some(i) = self.schema.column_of(&name) {
+                    slots[i] = Some(value);
+                }
+            });
+            if parsed.is_err() {
+                continue;
+            }
+            for (builder, slot) in columns.iter_mut().zip(&slots) {
+                builder.append(*slot);
+            }
+            timestamps.append_value(message.timestamp_ms);
+            partitions.append_value(message.partition);
+            offsets.append_value(message.offset);
+        }
+        let mut arrays: Vec<ArrayRef> = columns.iter_mut().map(ColumnBuilder::finish).collect();
+        arrays.push(Arc::new(timestamps.finish()));
+        arrays.push(Arc::new(partitions.finish()));
+        arrays.push(Arc::new(offsets.finish()));
+        RecordBatch::try_new(self.schema.arrow(), arrays).map_err(DecodeError::Arrow)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::Int64Type;
+
+    fn message(offset: i64, value: &[u8]) -> Message {
+        Message {
+            partition: 0,
+            offset,
+            timestamp_ms: 1_530_000_000_000 + offset,
+            key: None,
+            value: Some(value.to_vec()),
+        }
+    }
+
+    fn fixture(name: &str) -> Vec<Message> {
+        let path = format!("{}/fixtures/events/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read(&path).unwrap();
+        let text = text.strip_suffix(b"\n").unwrap_or(&text);
+        text.split(|&b| b == b'\n')
+            .enumerate()
+            .map(|(i, line)| message(i as i64, line))
+            .collect()
+    }
+
+    fn decode_all(messages: &[Message]) -> (RecordBatch, Vec<BadRecord>) {
+        let mut inference = SchemaInference::default();
+        let bad = scan(messages, &mut inference);
+        let decoder = EventDecoder::new(Arc::new(inference.finish()));
+        (decoder.decode(messages).unwrap(), bad)
+    }
+
+    fn strings(batch: &RecordBatch, column: &str) -> Vec<Option<String>> {
+        batch
+            .column_by_name(column)
+            .unwrap()
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn seed_events_decode_into_their_header_columns() {
+        let (batch, bad) = decode_all(&fixture("seed_sample.jsonl"));
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(batch.num_rows(), 4);
+        assert_eq!(
+            strings(&batch, "event_type"),
+            [Some("default"), Some("purchase_sword"), Some("purchase_shield"), Some("join_guild")]
+                .map(|s| s.map(str::to_owned))
+        );
+        assert_eq!(strings(&batch, "Host")[0].as_deref(), Some("user1.comcast.com"));
+        assert_eq!(strings(&batch, "User-Agent")[1].as_deref(), Some("ApacheBench/2.3"));
+        // A header only one event has is null in the others.
+        assert_eq!(strings(&batch, "Cache-Control"), [None, None, Some("no-cache".to_owned()), None]);
+    }
+
+    #[test]
+    fn malformed_lines_are_reported_with_their_offsets_and_reasons() {
+        let (batch, bad) = decode_all(&fixture("malformed.jsonl"));
+        let offsets: Vec<i64> = bad.iter().map(|b| b.offset).collect();
+        let reasons: Vec<&str> = bad.iter().map(|b| b.error.as_str()).collect();
+        // Lines 0, 3 and 8 are good events; everything else is quarantined.
+        assert_eq!(offsets, [1, 2, 4, 5, 6, 7, 9], "{reasons:#?}");
+        assert!(reasons[0].contains("not a JSON object"), "{}", reasons[0]);
+        assert!(reasons.iter().any(|r| r.contains("invalid UTF-8")), "{reasons:?}");
+        assert!(reasons.iter().any(|r| r.contains("empty message")), "{reasons:?}");
+        assert_eq!(batch.num_rows(), 3);
+        let batch_offsets = batch.column_by_name("offset").unwrap().as_primitive::<Int64Type>();
+        assert_eq!(batch_offsets.values(), &[0, 3, 8]);
+    }
+
+    #[test]
+    fn conflicting_types_keep_json_text_and_escapes_are_decoded() {
+        let messages = [
+            message(0, br#"{"event_type":"purchase_sword","level":3,"price":10,"meta":{"a":1}}"#),
+            message(1, br#"{"event_type":"purchase_sword","level":"three","price":9.5,"meta":null}"#),
+            message(2, br#"{"event_type":"say\"hi\"\u00e9","level":true,"event_type":"last_wins"}"#),
+        ];
+        let (batch, bad) = decode_all(&messages);
+        assert!(bad.is_empty());
+        assert_eq!(
+            strings(&batch, "level"),
+            [Some("3"), Some("three"), Some("true")].map(|s| s.map(str::to_owned))
+        );
+        assert_eq!(strings(&batch, "meta"), [Some("{\"a\":1}".to_owned()), None, None]);
+        assert_eq!(strings(&batch, "event_type")[2].as_deref(), Some("last_wins"));
+        let price = batch.column_by_name("price").unwrap();
+        assert_eq!(price.data_type(), &arrow::datatypes::DataType::Float64);
+        assert_eq!(price.as_primitive::<arrow::datatypes::Float64Type>().value(1), 9.5);
+        assert!(batch.column_by_name("Accept").unwrap().is_null(0));
+    }
+
+    #[test]
+    fn escaped_field_names_are_matched_after_unescaping() {
+        let messages = [message(0, br#"{"Ho\u0073t":"a.example","event_type":"default"}"#)];
+        let (batch, _) = decode_all(&messages);
+        assert_eq!(strings(&batch, "Host")[0].as_deref(), Some("a.example"));
+    }
+}

@@ -1,0 +1,73 @@
+//! Crate-level error: wraps each stage's error and maps it to an exit code.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error, 130 interrupted.
+
+use crate::decode::DecodeError;
+use crate::server::ServeError;
+use crate::sink::SinkError;
+use crate::source::SourceError;
+use crate::transform::QueryError;
+
+/// Any failure of a bnetl command.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line or environment names something unusable.
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// Ctrl-C or SIGTERM stopped the run before it finished.
+    #[error("interrupted")]
+    Interrupted,
+    #[error("cannot {action}")]
+    Io {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 2,
+            Error::Query(e) if e.is_user_error() => 2,
+            Error::Interrupted => 130,
+            _ => 1,
+        }
+    }
+
+    /// Wraps an I/O error with what bnetl was doing.
+    pub fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let action = action.into();
+        move |source| Error::Io { action, source }
+    }
+}
+
+/// The error and its causes on one line: `cannot read x: permission denied`.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        // `#[error(transparent)]` wrappers repeat their cause's text; say it once.
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
+}

@@ -1,0 +1,46 @@
+//! Transform stage: DataFusion SQL over the decoded events and the warehouse tables.
+
+pub mod queries;
+pub mod session;
+
+use datafusion::error::DataFusionError;
+
+/// Failures planning or running SQL.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("cannot read query {name} from {path}")]
+    Read {
+        name: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("query {name} is invalid")]
+    Plan {
+        name: String,
+        #[source]
+        source: DataFusionError,
+    },
+    #[error("query {name} failed")]
+    Execute {
+        name: String,
+        #[source]
+        source: DataFusionError,
+    },
+    #[error("cannot register table {table} from {location}")]
+    Register {
+        table: String,
+        location: String,
+        #[source]
+        source: DataFusionError,
+    },
+    #[error("warehouse {location} does not exist (write a table first: bnetl extract)")]
+    NoWarehouse { location: String },
+}
+
+impl QueryError {
+    /// True when the user's SQL or arguments are at fault (exit code 2).
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, QueryError::Plan { .. } | QueryError::Read { .. } | QueryError::NoWarehouse { .. })
+    }
+}

@@ -1,0 +1,112 @@
+//! The DataFusion session: configuration, the `events` input table and the warehouse tables.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::ListingOptions;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use super::QueryError;
+use crate::sink::Warehouse;
+
+/// A session configured for bnetl's tables.
+///
+/// Identifier normalization is off: `SELECT Host FROM gamer` finds the column `Host`, as the
+/// seed's Spark SQL did, instead of looking for `host`. Names with a dash are quoted:
+/// `"User-Agent"`.
+pub fn new_context() -> SessionContext {
+    let config = SessionConfig::new()
+        .with_information_schema(true)
+        .set_bool("datafusion.sql_parser.enable_ident_normalization", false)
+        .set_bool("datafusion.execution.parquet.pushdown_filters", true);
+    SessionContext::new_with_config(config)
+}
+
+/// Opens a fresh stream of the same rows each time it is called.
+pub type OpenStream = Arc<dyn Fn() -> SendableRecordBatchStream + Send + Sync>;
+
+/// A table whose rows come from re-running a stream (a bounded topic read), so a query may scan
+/// it more than once (self-joins) and each scan sees the same snapshot.
+struct ReplayedStream {
+    schema: SchemaRef,
+    open: OpenStream,
+}
+
+impl fmt::Debug for ReplayedStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplayedStream").field("schema", &self.schema).finish()
+    }
+}
+
+impl PartitionStream for ReplayedStream {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        (self.open)()
+    }
+}
+
+/// Registers `name` as a table of `schema` whose scans call `open`.
+pub fn register_stream(
+    ctx: &SessionContext,
+    name: &str,
+    schema: SchemaRef,
+    open: OpenStream,
+) -> Result<(), QueryError> {
+    let register = |source| QueryError::Register {
+        table: name.to_owned(),
+        location: "topic read".to_owned(),
+        source,
+    };
+    let partition = Arc::new(ReplayedStream {
+        schema: Arc::clone(&schema),
+        open,
+    });
+    let table = StreamingTable::try_new(schema, vec![partition]).map_err(register)?;
+    ctx.register_table(name, Arc::new(table)).map_err(register)?;
+    Ok(())
+}
+
+/// Registers every table of the warehouse under its folder name, Hive partition columns
+/// included (as strings). Returns the names registered.
+pub async fn register_warehouse(
+    ctx: &SessionContext,
+    warehouse: &Warehouse,
+) -> Result<Vec<String>, QueryError> {
+    if !warehouse.exists() {
+        return Err(QueryError::NoWarehouse {
+            location: warehouse.url().to_string(),
+        });
+    }
+    let tables = warehouse.tables().map_err(|e| QueryError::Register {
+        table: "*".into(),
+        location: warehouse.url().to_string(),
+        source: datafusion::error::DataFusionError::External(Box::new(e)),
+    })?;
+    for table in &tables {
+        let location = warehouse.table_url(table);
+        let partition_cols = warehouse
+            .partition_columns(table)
+            .into_iter()
+            .map(|c| (c, DataType::Utf8))
+            .collect();
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(partition_cols);
+        ctx.register_listing_table(table.as_str(), &location, options, None, None)
+            .await
+            .map_err(|source| QueryError::Register {
+                table: table.clone(),
+                location: location.clone(),
+                source,
+            })?;
+    }
+    Ok(tables)
+}

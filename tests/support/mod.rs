@@ -1,0 +1,218 @@
+//! Shared helpers for the integration tests: run the built `bnetl` binary in a fresh data dir,
+//! start `bnetl serve` on a free port, and drive it with real clients (`ab`, `curl`).
+#![allow(dead_code)] // Each test binary uses a different subset of the helpers.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The seed's traffic: `ab -n N -H "Host: HOST" http://localhost:5000PATH`.
+pub const SEED_TRAFFIC: [(u32, &str, &str); 11] = [
+    (10, "user1.comcast.com", "/"),
+    (10, "user1.comcast.com", "/purchase_a_sword"),
+    (7, "user2.att.com", "/"),
+    (15, "user2.att.com", "/purchase_a_shield"),
+    (15, "user3.verizon.com", "/purchase_a_sword"),
+    (5, "user3.verizon.com", "/upgrade_a_sword"),
+    (5, "user1.comcast.com", "/upgrade_a_sword"),
+    (7, "user2.att.com", "/upgrade_a_shield"),
+    (20, "user4.spectrum.com", "/purchase_a_knife"),
+    (20, "user4.spectrum.com", "/"),
+    (14, "user5.fios.com", "/purchase_a_shield"),
+];
+
+/// The seed's result tables as CSV (`bnetl sql --format csv`).
+pub const SEED_EVENT_TYPES: &str = "event_type,event_count\ndefault,37\npurchase_shield,29\npurchase_sword,25\npurchase_knife,20\nupgrade_sword,10\nupgrade_shield,7\n";
+pub const SEED_HOSTS: &str = "Host,number_of_player\nuser4.spectrum.com,40\nuser2.att.com,29\nuser1.comcast.com,25\nuser3.verizon.com,20\nuser5.fios.com,14\n";
+pub const SEED_EVENT_TYPES_SQL: &str = "SELECT event_type, COUNT(event_type) as event_count FROM extracted_events GROUP BY event_type ORDER BY event_count DESC";
+pub const SEED_HOSTS_SQL: &str = "SELECT Host, COUNT(*) as number_of_player FROM extracted_events GROUP BY Host ORDER BY number_of_player DESC";
+
+/// Path of a file under the repository's `fixtures/`.
+pub fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(path)
+}
+
+/// A fresh data dir and a way to run `bnetl` in it.
+pub struct Bnetl {
+    pub dir: tempfile::TempDir,
+}
+
+impl Bnetl {
+    pub fn new() -> Self {
+        Bnetl {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn warehouse(&self) -> PathBuf {
+        self.dir.path().join("warehouse")
+    }
+
+    /// A `bnetl` command with `--data-dir` set and no inherited bnetl settings.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bnetl"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("BNETL_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.arg("--data-dir").arg(self.dir.path()).args(args);
+        cmd
+    }
+
+    /// Runs `bnetl ARGS` and asserts it succeeded; returns its output.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let output = self.cmd(args).stdin(Stdio::null()).output().expect("run bnetl");
+        assert!(output.status.success(), "bnetl {args:?} failed: {}", describe(&output));
+        output
+    }
+
+    /// Runs `bnetl ARGS`, asserts it failed with `code`, and returns its stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let output = self.cmd(args).stdin(Stdio::null()).output().expect("run bnetl");
+        assert_eq!(output.status.code(), Some(code), "bnetl {args:?}: {}", describe(&output));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    /// Pipes `input` into `bnetl produce -`.
+    pub fn produce(&self, input: &[u8]) {
+        let mut child = self
+            .cmd(&["produce", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn bnetl produce");
+        child.stdin.take().expect("stdin").write_all(input).expect("write input");
+        let output = child.wait_with_output().expect("wait for produce");
+        assert!(output.status.success(), "produce failed: {}", describe(&output));
+    }
+
+    /// `bnetl sql --format csv QUERY`'s stdout.
+    pub fn sql_csv(&self, query: &str) -> String {
+        let output = self.ok(&["sql", "--format", "csv", query]);
+        String::from_utf8(output.stdout).expect("utf-8 output")
+    }
+
+    /// Starts `bnetl serve` on a free loopback port and waits until it listens.
+    pub fn serve(&self) -> Server {
+        let mut child = self
+            .cmd(&["serve", "--addr", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn bnetl serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut sent = false;
+            let mut rest = String::new();
+            while let Some(Ok(line)) = lines.next() {
+                if !sent && let Some(url) = line.split("http://").nth(1) {
+                    let addr = url.split('/').next().unwrap_or_default().to_owned();
+                    tx.send(addr).ok();
+                    sent = true;
+                } else {
+                    rest.push_str(&line);
+                    rest.push('\n');
+                }
+            }
+            if !rest.is_empty() {
+                eprintln!("bnetl serve stderr:\n{rest}");
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("bnetl serve printed its address");
+        Server { child, addr }
+    }
+}
+
+/// A running `bnetl serve`; killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends SIGTERM and waits (with a deadline) for a clean exit.
+    pub fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for serve") {
+                assert!(status.success(), "bnetl serve exited with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "bnetl serve did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the seed's `ab` command line against `server` and returns ab's report.
+pub fn ab(server: &Server, requests: u32, host: &str, path: &str) -> String {
+    let output = Command::new("ab")
+        .args(["-n", &requests.to_string(), "-H", &format!("Host: {host}"), &server.url(path)])
+        .output()
+        .expect("ab (apache2-utils) must be installed: .ci/run installs it");
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "ab failed: {}", describe(&output));
+    assert!(report.contains(&format!("Complete requests:      {requests}")), "{report}");
+    assert!(report.contains("Failed requests:        0"), "{report}");
+    assert!(!report.contains("Non-2xx responses"), "{report}");
+    report
+}
+
+/// `curl` a URL; returns (status, body).
+pub fn curl(args: &[&str]) -> (u16, String) {
+    let output = Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl must be installed: .ci/run installs it");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').expect("status line");
+    (code.trim().parse().expect("status code"), body.to_owned())
+}
+
+/// Runs a Python snippet (DuckDB or PySpark interop checks); returns stdout.
+pub fn python(code: &str) -> String {
+    let output = Command::new("python3")
+        .args(["-c", code])
+        .output()
+        .expect("python3");
+    assert!(output.status.success(), "python failed: {}", describe(&output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
