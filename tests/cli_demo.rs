@@ -51,7 +51,8 @@ fn demo_leaves_a_warehouse_that_bnetl_sql_queries() {
     // A second run starts from an empty folder: the numbers do not double.
     bnetl.ok(&["demo", "--dir", demo_dir]);
     let sql = |query: &str| {
-        let output = bnetl.ok(&["--data-dir", demo_dir, "sql", "--format", "csv", query]);
+        let warehouse = format!("{demo_dir}/warehouse");
+        let output = bnetl.ok(&["--warehouse", &warehouse, "sql", "--format", "csv", query]);
         String::from_utf8(output.stdout).unwrap()
     };
     assert_eq!(sql("SELECT COUNT(*) AS total FROM extracted_events"), "total\n128\n");
