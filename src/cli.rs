@@ -38,7 +38,7 @@ pub struct GlobalArgs {
     pub topic: String,
 
     /// Hide progress bars and the summary line
-    #[arg(long, short, env = "BNETL_QUIET", global = true)]
+    #[arg(long, short, env = "BNETL_QUIET", global = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub quiet: bool,
 }
 

@@ -44,7 +44,7 @@ impl Error {
         match self {
             Error::Usage(_) => 2,
             Error::Query(e) if e.is_user_error() => 2,
-            Error::Interrupted => 130,
+            Error::Interrupted | Error::Sink(SinkError::Cancelled { .. }) => 130,
             _ => 1,
         }
     }

@@ -61,3 +61,14 @@ fn demo_leaves_a_warehouse_that_bnetl_sql_queries() {
     assert_eq!(sql("SELECT COUNT(*) AS n FROM purchases"), "n\n74\n");
     assert_eq!(sql("SELECT COUNT(*) AS n FROM _bad_records"), "n\n0\n");
 }
+
+#[test]
+fn demo_refuses_to_empty_a_folder_that_is_not_a_demo() {
+    let bnetl = Bnetl::new();
+    let precious = bnetl.data_dir().join("precious");
+    std::fs::create_dir_all(&precious).unwrap();
+    std::fs::write(precious.join("notes.txt"), "keep me").unwrap();
+    let stderr = bnetl.fails(&["demo", "--dir", precious.to_str().unwrap()], 2);
+    assert!(stderr.contains("not a bnetl demo folder"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(precious.join("notes.txt")).unwrap(), "keep me");
+}

@@ -104,3 +104,29 @@ fn extracting_a_topic_that_does_not_exist_names_it() {
     let stderr = bnetl.fails(&["--topic", "no/slash", "extract"], 2);
     assert!(stderr.contains("invalid topic name"), "{stderr}");
 }
+
+#[test]
+fn ctrl_c_during_extract_exits_130_and_leaves_nothing() {
+    let bnetl = Bnetl::new();
+    let seed = std::fs::read(fixture("events/seed.jsonl")).unwrap();
+    // About a million events, so the run is still reading when the signal arrives.
+    bnetl.produce(&seed.repeat(8_000));
+    let child = bnetl
+        .cmd(&["extract"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", support::describe(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("interrupted"));
+    assert!(!bnetl.warehouse().join("extracted_events").exists());
+    let staging = bnetl.warehouse().join(".bnetl-staging");
+    assert_eq!(std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0), 0);
+}

@@ -3,7 +3,7 @@
 //! transform and filtered-writes, and prints the seed's three analytics tables.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::server;
 use crate::settings::{JobSettings, Settings};
+use crate::source::embedded::LOG_FILE;
 use crate::source::{Producer, TopicLog};
 use crate::transform::session;
 
@@ -44,15 +45,15 @@ pub const SEED_QUERIES: [&str; 3] = [
 ];
 
 /// Runs the demo and prints its tables on stdout.
-pub async fn run(global: &GlobalArgs, args: &DemoArgs, progress: &Progress) -> Result<()> {
+pub async fn run(
+    global: &GlobalArgs,
+    args: &DemoArgs,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<()> {
     let started = Instant::now();
     let dir: PathBuf = args.dir.clone().unwrap_or_else(|| global.data_dir.join("demo"));
-    match std::fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(Error::io(format!("empty the demo folder {}", dir.display()))(e));
-        }
-        _ => {}
-    }
+    empty_demo_folder(&dir)?;
     let settings = Settings::for_data_dir(dir.clone(), None, &global.topic, global.quiet)?;
     println!("bnetl demo: the seed walkthrough in {}", dir.display());
 
@@ -83,7 +84,7 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs, progress: &Progress) -> R
             max_rows_per_file: crate::sink::RollPolicy::default().max_rows_per_file,
         };
         let job_settings = JobSettings::from_args(&definition, &job_args)?;
-        let summary = job::run(&settings, &job_settings, progress).await?;
+        let summary = job::run(&settings, &job_settings, progress, cancel).await?;
         println!("  {}", summary.line());
     }
 
@@ -96,6 +97,24 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs, progress: &Progress) -> R
     }
     println!("\ndemo finished in {:.2} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Empties `dir` for a fresh run, but only if it is missing, empty, or a previous demo's
+/// folder (it holds the embedded log), so `--dir` can never wipe unrelated files.
+fn empty_demo_folder(dir: &Path) -> Result<()> {
+    let mut entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("read the demo folder {}", dir.display()))(e)),
+    };
+    let is_empty = entries.next().is_none();
+    if !is_empty && !dir.join(LOG_FILE).is_file() {
+        return Err(Error::Usage(format!(
+            "{} is not empty and not a bnetl demo folder (no {LOG_FILE}); choose another --dir",
+            dir.display()
+        )));
+    }
+    std::fs::remove_dir_all(dir).map_err(Error::io(format!("empty the demo folder {}", dir.display())))
 }
 
 /// Sends the seed's requests as `ab` does (its headers, one request at a time per command)

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use tokio_util::sync::CancellationToken;
 
 use crate::decode::{self, BAD_RECORDS_TABLE, BadRecord, EventDecoder, SchemaInference};
 use crate::error::{Error, Result};
@@ -69,14 +70,20 @@ impl JobSummary {
 }
 
 /// Runs one job over the topic's current contents.
-pub async fn run(settings: &Settings, job: &JobSettings, progress: &Progress) -> Result<JobSummary> {
+/// Ctrl-C (`cancel`) stops the read and the write; the run then leaves nothing behind.
+pub async fn run(
+    settings: &Settings,
+    job: &JobSettings,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<JobSummary> {
     let started = Instant::now();
     let log = settings.log.clone();
     let topic = settings.topic.clone();
     let ranges = blocking(move || log.snapshot(&topic)).await??;
     tracing::info!(topic = settings.topic, ranges = ?ranges, "snapshotted offsets");
 
-    let scan = scan_topic(settings, &ranges, progress.reading("scan", &settings.topic, &ranges)).await?;
+    let scan = scan_topic(settings, &ranges, progress.reading("scan", &settings.topic, &ranges), cancel).await?;
     let schema = Arc::new(scan.inference.finish());
 
     let ctx = session::new_context();
@@ -97,9 +104,15 @@ pub async fn run(settings: &Settings, job: &JobSettings, progress: &Progress) ->
 
     let run_id = uuid::Uuid::now_v7().to_string();
     let spinner = progress.spinner(format!("rows written to {}", job.table.name));
-    let written = sink::write_table(&settings.warehouse, &job.table, &run_id, &out_schema, stream, |rows| {
-        spinner.add_rows(rows)
-    })
+    let written = sink::write_table(
+        &settings.warehouse,
+        &job.table,
+        &run_id,
+        &out_schema,
+        stream,
+        |rows| spinner.add_rows(rows),
+        cancel,
+    )
     .await;
     spinner.finish();
     let written = written?;
@@ -111,7 +124,8 @@ pub async fn run(settings: &Settings, job: &JobSettings, progress: &Progress) ->
         roll: RollPolicy::default(),
     };
     let bad_stream = futures::stream::iter([Ok::<RecordBatch, Infallible>(bad)]);
-    sink::write_table(&settings.warehouse, &bad_spec, &run_id, &decode::bad_records_schema(), bad_stream, |_| ()).await?;
+    let bad_schema = decode::bad_records_schema();
+    sink::write_table(&settings.warehouse, &bad_spec, &run_id, &bad_schema, bad_stream, |_| (), cancel).await?;
     if !scan.bad.is_empty() {
         tracing::warn!(topic = settings.topic, bad_records = scan.bad.len(), "messages that are not JSON objects were quarantined");
     }
@@ -137,14 +151,23 @@ struct Scan {
     bytes: u64,
 }
 
-async fn scan_topic(settings: &Settings, ranges: &[OffsetRange], bars: ReadProgress) -> Result<Scan> {
+async fn scan_topic(
+    settings: &Settings,
+    ranges: &[OffsetRange],
+    bars: ReadProgress,
+    cancel: &CancellationToken,
+) -> Result<Scan> {
     let log = settings.log.clone();
     let topic = settings.topic.clone();
     let ranges = ranges.to_vec();
     let expected = offsets::total_len(&ranges);
+    let thread_cancel = cancel.clone();
     let scan = blocking(move || {
         let mut scan = Scan::default();
         read_pipelined(&log, &topic, &ranges, &bars, |batch| {
+            if thread_cancel.is_cancelled() {
+                return ControlFlow::Break(());
+            }
             scan.messages += batch.len() as u64;
             scan.bytes += batch.iter().map(|m| m.value.as_ref().map_or(0, Vec::len) as u64).sum::<u64>();
             scan.bad.extend(decode::scan(&batch, &mut scan.inference));
@@ -154,6 +177,9 @@ async fn scan_topic(settings: &Settings, ranges: &[OffsetRange], bars: ReadProgr
         Ok::<_, SourceError>(scan)
     })
     .await??;
+    if cancel.is_cancelled() {
+        return Err(Error::Interrupted);
+    }
     tracing::info!(messages = scan.messages, expected, bad = scan.bad.len(), "scan done");
     Ok(scan)
 }

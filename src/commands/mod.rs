@@ -21,7 +21,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
     let progress = Progress::new(cli.global.quiet);
     let work = async {
         match &cli.command {
-            Command::Demo(args) => demo::run(&cli.global, args, &progress).await,
+            Command::Demo(args) => demo::run(&cli.global, args, &progress, &shutdown).await,
             Command::Serve(args) => {
                 let settings = Settings::from_args(&cli.global)?;
                 serve::run(&settings, args, shutdown.clone()).await
@@ -35,13 +35,18 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
                 let settings = Settings::from_args(&cli.global)?;
                 sql::run(&settings, args).await
             }
-            Command::Extract(args) => run_job(&cli, &extract::JOB, args, &progress).await,
-            Command::Transform(args) => run_job(&cli, &transform::JOB, args, &progress).await,
-            Command::FilteredWrites(args) => run_job(&cli, &filtered_writes::JOB, args, &progress).await,
+            Command::Extract(args) => run_job(&cli, &extract::JOB, args, &progress, &shutdown).await,
+            Command::Transform(args) => run_job(&cli, &transform::JOB, args, &progress, &shutdown).await,
+            Command::FilteredWrites(args) => {
+                run_job(&cli, &filtered_writes::JOB, args, &progress, &shutdown).await
+            }
         }
     };
-    if matches!(cli.command, Command::Serve(_)) {
-        // The server handles shutdown itself, gracefully.
+    if matches!(
+        cli.command,
+        Command::Serve(_) | Command::Extract(_) | Command::Transform(_) | Command::FilteredWrites(_)
+    ) {
+        // These stop by themselves on shutdown: the server gracefully, the jobs cleaning up.
         return work.await;
     }
     tokio::select! {
@@ -55,10 +60,11 @@ async fn run_job(
     definition: &crate::settings::JobDefinition,
     args: &crate::cli::JobArgs,
     progress: &Progress,
+    shutdown: &CancellationToken,
 ) -> Result<()> {
     let settings = Settings::from_args(&cli.global)?;
     let job_settings = JobSettings::from_args(definition, args)?;
-    let summary = job::run(&settings, &job_settings, progress).await?;
+    let summary = job::run(&settings, &job_settings, progress, shutdown).await?;
     if !settings.quiet {
         eprintln!("{}", summary.line());
     }

@@ -17,6 +17,7 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use futures::{Stream, StreamExt};
 use object_store::ObjectStoreExt;
+use tokio_util::sync::CancellationToken;
 use parquet::errors::ParquetError;
 
 pub use store::Warehouse;
@@ -48,6 +49,8 @@ pub enum SinkError {
     },
     #[error("partition column {column} is not in the output (columns: {})", available.join(", "))]
     PartitionColumn { column: String, available: Vec<String> },
+    #[error("writing table {table} was interrupted")]
+    Cancelled { table: String },
     #[error("the input of table {table} failed")]
     Input {
         table: String,
@@ -89,6 +92,7 @@ pub async fn write_table<S, E>(
     schema: &SchemaRef,
     mut batches: S,
     on_rows: impl Fn(u64),
+    cancel: &CancellationToken,
 ) -> Result<WriteSummary, SinkError>
 where
     S: Stream<Item = Result<RecordBatch, E>> + Unpin,
@@ -106,7 +110,13 @@ where
             spec.partition_by.clone(),
             spec.roll,
         )?;
-        while let Some(batch) = batches.next().await {
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Err(SinkError::Cancelled { table: spec.name.clone() }),
+                next = batches.next() => next,
+            };
+            let Some(batch) = next else { break };
             let batch = batch.map_err(|e| SinkError::Input {
                 table: spec.name.clone(),
                 source: Box::new(e),
