@@ -2,7 +2,7 @@
 # bnetl benchmarks: medians over repeated runs, with DuckDB as the peer in the same run.
 # Needs: a release build (cargo build --release), hyperfine, wrk, GNU time (apt-get install
 # hyperfine wrk time), python3 with duckdb (pip install duckdb).
-# usage: bench/run.sh [EVENTS]   (default 1000000)
+# usage: bench/run.sh [EVENTS]   (default 1000000; RUNS=5; SPARK=1 adds PySpark as a peer)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
@@ -19,8 +19,9 @@ D=$WORK/data
 bq() { "$BIN" --data-dir "$D" "$@"; }
 
 echo "== produce $N lines into the embedded log"
-hyperfine -r "$RUNS" -N --export-json "$WORK/produce.json" \
-  --prepare "rm -rf $D" "$BIN --data-dir $D produce $EVENTS" | grep -E "Time|Range"
+hf() { local name=$1; shift; hyperfine --style none --export-json "$WORK/$name.json" "$@" >/dev/null; python3 bench/medians.py "$WORK/$name.json"; }
+
+hf produce -r "$RUNS" -N --prepare "rm -rf $D" -n produce "$BIN --data-dir $D produce $EVENTS"
 
 echo "== pipeline: extract + transform + filtered-writes + the seed's 3 queries (bnetl) vs DuckDB from JSON"
 cat > "$WORK/pipeline.sh" <<SH
@@ -31,15 +32,21 @@ B="$BIN --data-dir $D"
 \$B sql "SELECT event_type, COUNT(event_type) as event_count FROM extracted_events GROUP BY event_type ORDER BY event_count DESC" >/dev/null
 \$B sql "SELECT Host, COUNT(*) as number_of_player FROM extracted_events GROUP BY Host ORDER BY number_of_player DESC" >/dev/null
 SH
-hyperfine -r "$RUNS" --export-json "$WORK/pipeline.json" \
-  -n bnetl "bash $WORK/pipeline.sh" \
-  -n duckdb "python3 bench/duckdb_pipeline.py $EVENTS $WORK/duckdb-out" | grep -E "Time|Range|±|faster|bnetl|duckdb"
+hf pipeline -r "$RUNS" -n bnetl "bash $WORK/pipeline.sh" \
+  -n duckdb "python3 bench/duckdb_pipeline.py $EVENTS $WORK/duckdb-out"
+
+if [ "${SPARK:-0}" = 1 ]; then
+  echo "== the same pipeline in PySpark (local[*]), the seed's stack, vs bnetl"
+  hf spark -r "${SPARK_RUNS:-3}" -n bnetl "bash $WORK/pipeline.sh" \
+    -n spark "python3 bench/spark_pipeline.py $EVENTS $WORK/spark-out"
+fi
 
 echo "== each job alone"
-hyperfine -r "$RUNS" -N "$BIN --data-dir $D extract" "$BIN --data-dir $D transform" "$BIN --data-dir $D filtered-writes" | grep -E "Benchmark|Time"
+hf jobs -r "$RUNS" -N -n extract "$BIN --data-dir $D extract" -n transform "$BIN --data-dir $D transform" \
+  -n filtered-writes "$BIN --data-dir $D filtered-writes"
 
 echo "== sql COUNT(*) latency"
-hyperfine -r 20 -N -w 3 "$BIN --data-dir $D sql 'SELECT COUNT(*) FROM extracted_events'" | grep -E "Time|Range"
+hf sql -r 20 -N -w 3 -n "sql COUNT(*)" "$BIN --data-dir $D sql 'SELECT COUNT(*) FROM extracted_events'"
 
 echo "== peak RSS of extract (GNU time)"
 for n in 100000 "$N"; do
@@ -49,7 +56,7 @@ for n in 100000 "$N"; do
 done
 
 echo "== demo"
-hyperfine -r "$RUNS" -N "$BIN --data-dir $WORK/demo-data demo" | grep -E "Time|Range"
+hf demo -r "$RUNS" -N -n demo "$BIN --data-dir $WORK/demo-data demo"
 
 echo "== serve: wrk -c 50 -d 10s on /purchase_a_sword, then count the events"
 rm -rf "$WORK/serve"

@@ -26,7 +26,12 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Folder holding the embedded event log and the default warehouse
-    #[arg(long, env = "BNETL_DATA_DIR", default_value = "bnetl-data", global = true)]
+    #[arg(
+        long,
+        env = "BNETL_DATA_DIR",
+        default_value = "bnetl-data",
+        global = true
+    )]
     pub data_dir: PathBuf,
 
     /// Where tables are written and read: a local path or file:// URL [default: <data-dir>/warehouse]

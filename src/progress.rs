@@ -33,7 +33,7 @@ impl Progress {
             return ReadProgress::default();
         };
         let style = ProgressStyle::with_template(
-            "{prefix:>18} [{bar:30}] {pos}/{len} {per_sec} {msg}",
+            "{prefix:>18} [{bar:30}] {human_pos}/{human_len} events, {elapsed} (eta {eta}) {msg}",
         )
         .expect("static template")
         .progress_chars("=> ");
@@ -57,8 +57,7 @@ impl Progress {
         };
         let bar = multi.add(ProgressBar::new_spinner());
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg}: {pos}")
-                .expect("static template"),
+            ProgressStyle::with_template("{spinner} {msg}: {pos}").expect("static template"),
         );
         bar.set_message(message);
         bar.enable_steady_tick(Duration::from_millis(100));

@@ -25,11 +25,21 @@ pub struct Settings {
 impl Settings {
     /// Validates the global options.
     pub fn from_args(args: &GlobalArgs) -> Result<Self> {
-        Self::for_data_dir(args.data_dir.clone(), args.warehouse.as_deref(), &args.topic, args.quiet)
+        Self::for_data_dir(
+            args.data_dir.clone(),
+            args.warehouse.as_deref(),
+            &args.topic,
+            args.quiet,
+        )
     }
 
     /// Settings for `data_dir`, with the warehouse defaulting to `<data_dir>/warehouse`.
-    pub fn for_data_dir(data_dir: PathBuf, warehouse: Option<&str>, topic: &str, quiet: bool) -> Result<Self> {
+    pub fn for_data_dir(
+        data_dir: PathBuf,
+        warehouse: Option<&str>,
+        topic: &str,
+        quiet: bool,
+    ) -> Result<Self> {
         validate_topic(topic)?;
         let warehouse = match warehouse {
             Some(location) => Warehouse::parse(location),
@@ -51,7 +61,9 @@ fn validate_topic(topic: &str) -> Result<()> {
         && topic.len() <= 249
         && topic != "."
         && topic != ".."
-        && topic.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if legal {
         Ok(())
     } else {
@@ -114,7 +126,9 @@ impl JobSettings {
             .clone()
             .unwrap_or_else(|| job.partition_by.iter().map(|c| (*c).to_owned()).collect());
         if args.max_rows_per_file == 0 {
-            return Err(Error::Usage("--max-rows-per-file must be at least 1".into()));
+            return Err(Error::Usage(
+                "--max-rows-per-file must be at least 1".into(),
+            ));
         }
         Ok(JobSettings {
             name: job.name,

@@ -34,7 +34,10 @@ fn demo_prints_the_seed_tables_exactly() {
     let bnetl = Bnetl::new();
     let output = bnetl.ok(&["demo"]);
     let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(stdout.contains("|count(*)|\n+--------+\n|     128|\n"), "{stdout}");
+    assert!(
+        stdout.contains("|count(*)|\n+--------+\n|     128|\n"),
+        "{stdout}"
+    );
     assert!(stdout.contains(SEED_EVENT_TYPES_SHOW), "{stdout}");
     assert!(stdout.contains(SEED_HOSTS_SHOW), "{stdout}");
     assert!(stdout.contains("128 requests"), "{stdout}");
@@ -55,7 +58,10 @@ fn demo_leaves_a_warehouse_that_bnetl_sql_queries() {
         let output = bnetl.ok(&["--warehouse", &warehouse, "sql", "--format", "csv", query]);
         String::from_utf8(output.stdout).unwrap()
     };
-    assert_eq!(sql("SELECT COUNT(*) AS total FROM extracted_events"), "total\n128\n");
+    assert_eq!(
+        sql("SELECT COUNT(*) AS total FROM extracted_events"),
+        "total\n128\n"
+    );
     assert_eq!(sql(SEED_EVENT_TYPES_SQL), SEED_EVENT_TYPES);
     assert_eq!(sql(SEED_HOSTS_SQL), SEED_HOSTS);
     assert_eq!(sql("SELECT COUNT(*) AS n FROM purchases"), "n\n74\n");
@@ -70,5 +76,8 @@ fn demo_refuses_to_empty_a_folder_that_is_not_a_demo() {
     std::fs::write(precious.join("notes.txt"), "keep me").unwrap();
     let stderr = bnetl.fails(&["demo", "--dir", precious.to_str().unwrap()], 2);
     assert!(stderr.contains("not a bnetl demo folder"), "{stderr}");
-    assert_eq!(std::fs::read_to_string(precious.join("notes.txt")).unwrap(), "keep me");
+    assert_eq!(
+        std::fs::read_to_string(precious.join("notes.txt")).unwrap(),
+        "keep me"
+    );
 }

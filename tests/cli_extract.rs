@@ -11,15 +11,29 @@ fn malformed_messages_are_quarantined_counted_and_queryable() {
     let output = bnetl.ok(&["extract"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("extract: 10 events"), "{stderr}");
-    assert!(stderr.contains("3 rows in 1 file(s); 7 bad record(s) in _bad_records"), "{stderr}");
+    assert!(
+        stderr.contains("3 rows in 1 file(s); 7 bad record(s) in _bad_records"),
+        "{stderr}"
+    );
 
-    assert_eq!(bnetl.sql_csv(r#"SELECT "offset" FROM extracted_events ORDER BY "offset""#), "offset\n0\n3\n8\n");
-    let bad = bnetl.sql_csv(r#"SELECT topic, "partition", "offset", error FROM _bad_records ORDER BY "offset""#);
+    assert_eq!(
+        bnetl.sql_csv(r#"SELECT "offset" FROM extracted_events ORDER BY "offset""#),
+        "offset\n0\n3\n8\n"
+    );
+    let bad = bnetl.sql_csv(
+        r#"SELECT topic, "partition", "offset", error FROM _bad_records ORDER BY "offset""#,
+    );
     let rows: Vec<&str> = bad.lines().skip(1).collect();
     assert_eq!(rows.len(), 7, "{bad}");
-    assert!(rows[0].starts_with("events,0,1,\"not a JSON object: invalid type: sequence"), "{bad}");
+    assert!(
+        rows[0].starts_with("events,0,1,\"not a JSON object: invalid type: sequence"),
+        "{bad}"
+    );
     assert!(rows[2].starts_with("events,0,4,empty message"), "{bad}");
-    assert!(rows[3].starts_with("events,0,5,invalid UTF-8 at byte 38"), "{bad}");
+    assert!(
+        rows[3].starts_with("events,0,5,invalid UTF-8 at byte 38"),
+        "{bad}"
+    );
     assert!(rows[6].contains("EOF while parsing"), "{bad}");
 }
 
@@ -28,7 +42,12 @@ fn the_raw_bytes_of_bad_records_are_kept_byte_for_byte() {
     let bnetl = Bnetl::new();
     bnetl.produce(b"{\"event_type\": \"default\"}\n\xff\xfe not utf-8 \r\n");
     bnetl.ok(&["extract"]);
-    let json = String::from_utf8(bnetl.ok(&["sql", "--format", "json", "SELECT value FROM _bad_records"]).stdout).unwrap();
+    let json = String::from_utf8(
+        bnetl
+            .ok(&["sql", "--format", "json", "SELECT value FROM _bad_records"])
+            .stdout,
+    )
+    .unwrap();
     // Arrow's JSON writer prints binary as hex: the line minus its '\n', carriage return kept.
     assert_eq!(json.trim(), r#"{"value":"fffe206e6f74207574662d38200d"}"#);
 }
@@ -59,16 +78,26 @@ fn reruns_overwrite_and_pick_up_new_events_without_duplicates() {
     bnetl.produce(&seed);
     bnetl.ok(&["extract"]);
     bnetl.ok(&["extract"]);
-    assert_eq!(bnetl.sql_csv("SELECT COUNT(*) AS n FROM extracted_events"), "n\n128\n");
+    assert_eq!(
+        bnetl.sql_csv("SELECT COUNT(*) AS n FROM extracted_events"),
+        "n\n128\n"
+    );
     bnetl.produce(&seed[..seed.iter().position(|&b| b == b'\n').unwrap() + 1]);
     bnetl.ok(&["extract"]);
     assert_eq!(
         bnetl.sql_csv(r#"SELECT COUNT(*) AS n, COUNT(DISTINCT "offset") AS d, MAX("offset") AS last FROM extracted_events"#),
         "n,d,last\n129,129,128\n"
     );
-    let files = std::fs::read_dir(bnetl.warehouse().join("extracted_events")).unwrap().count();
+    let files = std::fs::read_dir(bnetl.warehouse().join("extracted_events"))
+        .unwrap()
+        .count();
     assert_eq!(files, 2, "one data file and _SUCCESS");
-    assert!(bnetl.warehouse().join("extracted_events/_SUCCESS").is_file());
+    assert!(
+        bnetl
+            .warehouse()
+            .join("extracted_events/_SUCCESS")
+            .is_file()
+    );
 }
 
 #[test]
@@ -79,14 +108,23 @@ fn a_failed_run_leaves_the_previous_table_untouched_and_nothing_staged() {
 
     // Fails while writing: the partition column does not exist.
     let stderr = bnetl.fails(&["extract", "--partition-by", "no_such_column"], 1);
-    assert!(stderr.contains("partition column no_such_column is not in the output"), "{stderr}");
+    assert!(
+        stderr.contains("partition column no_such_column is not in the output"),
+        "{stderr}"
+    );
     // Fails while planning: a usage error.
     let bad_query = bnetl.data_dir().join("bad.sql");
     std::fs::write(&bad_query, "SELECT missing_column FROM events").unwrap();
     let stderr = bnetl.fails(&["extract", "--query", bad_query.to_str().unwrap()], 2);
-    assert!(stderr.contains("query") && stderr.contains("missing_column"), "{stderr}");
+    assert!(
+        stderr.contains("query") && stderr.contains("missing_column"),
+        "{stderr}"
+    );
 
-    assert_eq!(bnetl.sql_csv("SELECT COUNT(*) AS n FROM extracted_events"), "n\n128\n");
+    assert_eq!(
+        bnetl.sql_csv("SELECT COUNT(*) AS n FROM extracted_events"),
+        "n\n128\n"
+    );
     let staging = bnetl.warehouse().join(".bnetl-staging");
     let leftovers = std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0);
     assert_eq!(leftovers, 0, "staging folder not cleaned up");
@@ -124,9 +162,17 @@ fn ctrl_c_during_extract_exits_130_and_leaves_nothing() {
         .unwrap();
     assert!(status.success());
     let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(130), "{}", support::describe(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        support::describe(&output)
+    );
     assert!(String::from_utf8_lossy(&output.stderr).contains("interrupted"));
     assert!(!bnetl.warehouse().join("extracted_events").exists());
     let staging = bnetl.warehouse().join(".bnetl-staging");
-    assert_eq!(std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0), 0);
+    assert_eq!(
+        std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0),
+        0
+    );
 }

@@ -24,14 +24,24 @@ fn purchases_land_in_event_type_folders_with_a_success_marker() {
         .filter(|name| name != "_SUCCESS")
         .collect();
     folders.sort();
-    assert_eq!(folders, ["event_type=purchase_knife", "event_type=purchase_shield", "event_type=purchase_sword"]);
+    assert_eq!(
+        folders,
+        [
+            "event_type=purchase_knife",
+            "event_type=purchase_shield",
+            "event_type=purchase_sword"
+        ]
+    );
     for folder in &folders {
         let files: Vec<String> = std::fs::read_dir(table.join(folder))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(files.len(), 1, "{files:?}");
-        assert!(files[0].starts_with("part-") && files[0].ends_with(".snappy.parquet"), "{files:?}");
+        assert!(
+            files[0].starts_with("part-") && files[0].ends_with(".snappy.parquet"),
+            "{files:?}"
+        );
     }
     assert_eq!(
         bnetl.sql_csv("SELECT event_type, COUNT(*) AS n FROM purchases GROUP BY event_type ORDER BY event_type"),
@@ -68,7 +78,9 @@ fn spark_reads_the_purchases_table_back() {
     ));
     assert!(out.starts_with(PURCHASES_BY_TYPE), "{out}");
     assert!(
-        out.contains("['Accept', 'Host', 'User-Agent', 'event_type', 'offset', 'partition', 'timestamp']"),
+        out.contains(
+            "['Accept', 'Host', 'User-Agent', 'event_type', 'offset', 'partition', 'timestamp']"
+        ),
         "{out}"
     );
 }

@@ -28,5 +28,8 @@ fn every_line_becomes_one_message_in_order() {
 fn a_missing_input_file_is_named() {
     let bnetl = Bnetl::new();
     let stderr = bnetl.fails(&["produce", "/no/such/events.jsonl"], 1);
-    assert!(stderr.contains("cannot open /no/such/events.jsonl"), "{stderr}");
+    assert!(
+        stderr.contains("cannot open /no/such/events.jsonl"),
+        "{stderr}"
+    );
 }

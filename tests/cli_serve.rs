@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{Bnetl, SEED_EVENT_TYPES, SEED_EVENT_TYPES_SQL, SEED_HOSTS, SEED_HOSTS_SQL, SEED_TRAFFIC, ab, curl};
+use support::{
+    Bnetl, SEED_EVENT_TYPES, SEED_EVENT_TYPES_SQL, SEED_HOSTS, SEED_HOSTS_SQL, SEED_TRAFFIC, ab,
+    curl,
+};
 
 #[test]
 fn seed_ab_traffic_through_serve_gives_the_seed_tables() {
@@ -19,7 +22,10 @@ fn seed_ab_traffic_through_serve_gives_the_seed_tables() {
 
     bnetl.ok(&["extract"]);
     bnetl.ok(&["filtered-writes"]);
-    assert_eq!(bnetl.sql_csv("SELECT COUNT(*) AS total FROM extracted_events"), "total\n128\n");
+    assert_eq!(
+        bnetl.sql_csv("SELECT COUNT(*) AS total FROM extracted_events"),
+        "total\n128\n"
+    );
     assert_eq!(bnetl.sql_csv(SEED_EVENT_TYPES_SQL), SEED_EVENT_TYPES);
     assert_eq!(bnetl.sql_csv(SEED_HOSTS_SQL), SEED_HOSTS);
     // The columns of the seed's printSchema(), with ab's headers.
@@ -37,15 +43,25 @@ fn seed_ab_traffic_through_serve_gives_the_seed_tables() {
 fn routes_answer_like_the_flask_app_and_only_game_actions_log_events() {
     let bnetl = Bnetl::new();
     let server = bnetl.serve();
-    let (status, body) = curl(&["-H", "Host: user1.comcast.com", &server.url("/purchase_a_sword")]);
+    let (status, body) = curl(&[
+        "-H",
+        "Host: user1.comcast.com",
+        &server.url("/purchase_a_sword"),
+    ]);
     assert_eq!((status, body.as_str()), (200, "\nSword Purchased!\n"));
     let (status, body) = curl(&[&server.url("/")]);
-    assert_eq!((status, body.as_str()), (200, "\nThis is the default response!\n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "\nThis is the default response!\n")
+    );
     let (status, body) = curl(&[&server.url("/join_a_guild")]);
     assert_eq!((status, body.as_str()), (200, "\nGuild Joined!\n"));
     assert_eq!(curl(&[&server.url("/purchase_a_horse")]).0, 404);
     assert_eq!(curl(&[&server.url("/purchase_a_sword/")]).0, 404);
-    assert_eq!(curl(&["-X", "POST", &server.url("/purchase_a_sword")]).0, 405);
+    assert_eq!(
+        curl(&["-X", "POST", &server.url("/purchase_a_sword")]).0,
+        405
+    );
     assert_eq!(curl(&["-X", "DELETE", &server.url("/")]).0, 405);
     server.stop();
 
@@ -66,7 +82,13 @@ fn server_host(bnetl: &Bnetl) -> String {
 }
 
 /// Clients hammering `url` until told to stop or refused; returns (acknowledged count, stop flag, threads).
-fn load(url: &str) -> (Arc<AtomicU64>, Arc<AtomicBool>, Vec<std::thread::JoinHandle<()>>) {
+fn load(
+    url: &str,
+) -> (
+    Arc<AtomicU64>,
+    Arc<AtomicBool>,
+    Vec<std::thread::JoinHandle<()>>,
+) {
     let acked = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..4)
@@ -93,7 +115,10 @@ fn load(url: &str) -> (Arc<AtomicU64>, Arc<AtomicBool>, Vec<std::thread::JoinHan
 fn wait_for(acked: &AtomicU64, at_least: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while acked.load(Ordering::SeqCst) < at_least {
-        assert!(Instant::now() < deadline, "the server acknowledged too few requests");
+        assert!(
+            Instant::now() < deadline,
+            "the server acknowledged too few requests"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -117,7 +142,8 @@ fn every_acknowledged_event_survives_a_sigterm_under_load() {
 
     bnetl.ok(&["extract"]);
     assert_eq!(
-        bnetl.sql_csv("SELECT COUNT(*) AS n, COUNT(DISTINCT \"offset\") AS d FROM extracted_events"),
+        bnetl
+            .sql_csv("SELECT COUNT(*) AS n, COUNT(DISTINCT \"offset\") AS d FROM extracted_events"),
         format!("n,d\n{acknowledged},{acknowledged}\n")
     );
 }
@@ -137,8 +163,17 @@ fn every_acknowledged_event_survives_kill_9_under_load() {
     // few more: committed, but the process died before the 200 went out).
     bnetl.ok(&["extract"]);
     let csv = bnetl.sql_csv(r#"SELECT COUNT(*) AS n, COUNT(DISTINCT "offset") AS d, MAX("offset") + 1 AS next FROM extracted_events"#);
-    let values: Vec<u64> = csv.lines().nth(1).unwrap().split(',').map(|v| v.parse().unwrap()).collect();
-    assert!(values[0] >= acknowledged, "{csv} < {acknowledged} acknowledged");
+    let values: Vec<u64> = csv
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(
+        values[0] >= acknowledged,
+        "{csv} < {acknowledged} acknowledged"
+    );
     assert_eq!(values[0], values[1], "duplicate offsets: {csv}");
     assert_eq!(values[0], values[2], "offsets have gaps: {csv}");
 }
@@ -150,17 +185,30 @@ fn extract_reads_a_consistent_snapshot_while_the_server_appends() {
     let (acked, stop, clients) = load(&server.url("/purchase_a_knife"));
     wait_for(&acked, 50);
     bnetl.ok(&["extract"]);
-    let during = bnetl.sql_csv(r#"SELECT COUNT(*) AS n, MAX("offset") + 1 AS next FROM extracted_events"#);
+    let during =
+        bnetl.sql_csv(r#"SELECT COUNT(*) AS n, MAX("offset") + 1 AS next FROM extracted_events"#);
     wait_for(&acked, acked.load(Ordering::SeqCst) + 20);
     server.stop();
     finish(&stop, clients);
 
     // The run during the load saw offsets 0..next with no holes...
-    let values: Vec<u64> = during.lines().nth(1).unwrap().split(',').map(|v| v.parse().unwrap()).collect();
+    let values: Vec<u64> = during
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
     assert!(values[0] >= 50 && values[0] == values[1], "{during}");
     // ...and the next run sees everything acknowledged since.
     bnetl.ok(&["extract"]);
-    let total: u64 = bnetl.sql_csv("SELECT COUNT(*) AS n FROM extracted_events").lines().nth(1).unwrap().parse().unwrap();
+    let total: u64 = bnetl
+        .sql_csv("SELECT COUNT(*) AS n FROM extracted_events")
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(total, acked.load(Ordering::SeqCst));
     assert!(total > values[0]);
 }

@@ -30,7 +30,10 @@ fn table_format_looks_like_sparks_show() {
 fn csv_and_json_formats_suit_scripts() {
     let bnetl = extracted();
     let query = r#"SELECT event_type, "offset" FROM extracted_events ORDER BY "offset" LIMIT 2"#;
-    assert_eq!(bnetl.sql_csv(query), "event_type,offset\ndefault,0\ndefault,1\n");
+    assert_eq!(
+        bnetl.sql_csv(query),
+        "event_type,offset\ndefault,0\ndefault,1\n"
+    );
     let json = bnetl.ok(&["sql", "--format", "json", query]).stdout;
     assert_eq!(
         String::from_utf8(json).unwrap(),
@@ -42,8 +45,14 @@ fn csv_and_json_formats_suit_scripts() {
 fn an_unknown_table_is_a_usage_error_that_lists_the_tables() {
     let bnetl = extracted();
     let stderr = bnetl.fails(&["sql", "SELECT * FROM gamer"], 2);
-    assert!(stderr.contains("gamer") && stderr.contains("not found"), "{stderr}");
-    assert!(stderr.contains("warehouse tables: _bad_records, extracted_events"), "{stderr}");
+    assert!(
+        stderr.contains("gamer") && stderr.contains("not found"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("warehouse tables: _bad_records, extracted_events"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -59,6 +68,12 @@ fn bad_sql_and_several_statements_are_usage_errors() {
 fn a_missing_warehouse_is_named() {
     let bnetl = Bnetl::new();
     let stderr = bnetl.fails(&["sql", "SELECT 1"], 2);
-    assert!(stderr.contains("warehouse") && stderr.contains("does not exist"), "{stderr}");
-    assert!(stderr.contains(bnetl.warehouse().to_str().unwrap()), "{stderr}");
+    assert!(
+        stderr.contains("warehouse") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(bnetl.warehouse().to_str().unwrap()),
+        "{stderr}"
+    );
 }

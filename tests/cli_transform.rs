@@ -24,8 +24,18 @@ fn a_query_file_replaces_the_shipped_transform() {
     let bnetl = Bnetl::new();
     bnetl.produce(&std::fs::read(fixture("events/seed.jsonl")).unwrap());
     let query = bnetl.data_dir().join("hosts.sql");
-    std::fs::write(&query, "-- players per host\nSELECT \"Host\", COUNT(*) AS events FROM events GROUP BY \"Host\"\n").unwrap();
-    bnetl.ok(&["transform", "--query", query.to_str().unwrap(), "--table", "host_counts"]);
+    std::fs::write(
+        &query,
+        "-- players per host\nSELECT \"Host\", COUNT(*) AS events FROM events GROUP BY \"Host\"\n",
+    )
+    .unwrap();
+    bnetl.ok(&[
+        "transform",
+        "--query",
+        query.to_str().unwrap(),
+        "--table",
+        "host_counts",
+    ]);
     assert_eq!(
         bnetl.sql_csv("SELECT * FROM host_counts ORDER BY events DESC"),
         "Host,events\nuser4.spectrum.com,40\nuser2.att.com,29\nuser1.comcast.com,25\nuser3.verizon.com,20\nuser5.fios.com,14\n"

@@ -8,7 +8,11 @@ use support::{Bnetl, fixture};
 /// (job command, output table, columns that vary between runs and are left out)
 const JOBS: [(&str, &str, &str); 3] = [
     ("extract", "extracted_events", r#""timestamp""#),
-    ("transform", "transformed_events", r#""timestamp", event_date"#),
+    (
+        "transform",
+        "transformed_events",
+        r#""timestamp", event_date"#,
+    ),
     ("filtered-writes", "purchases", r#""timestamp""#),
 ];
 
@@ -33,10 +37,17 @@ fn shipped_queries_match_their_golden_results() {
         let expected = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{}: {e} (run with BNETL_UPDATE_GOLDEN=1)", path.display()));
         if actual != expected {
-            mismatches.push(format!("{}:\n--- expected\n{expected}--- actual\n{actual}", path.display()));
+            mismatches.push(format!(
+                "{}:\n--- expected\n{expected}--- actual\n{actual}",
+                path.display()
+            ));
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
     let bad = bnetl.sql_csv(r#"SELECT "offset", error FROM _bad_records ORDER BY "offset""#);
-    assert_eq!(bad.lines().count(), 4, "three bad lines quarantined:\n{bad}");
+    assert_eq!(
+        bad.lines().count(),
+        4,
+        "three bad lines quarantined:\n{bad}"
+    );
 }

@@ -52,7 +52,10 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> Result<()> {
     let started = Instant::now();
-    let dir: PathBuf = args.dir.clone().unwrap_or_else(|| global.data_dir.join("demo"));
+    let dir: PathBuf = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| global.data_dir.join("demo"));
     empty_demo_folder(&dir)?;
     let settings = Settings::for_data_dir(dir.clone(), None, &global.topic, global.quiet)?;
     println!("bnetl demo: the seed walkthrough in {}", dir.display());
@@ -66,7 +69,10 @@ pub async fn run(
         server::router(producer, Duration::from_secs(5)),
         shutdown.clone(),
     ));
-    println!("  serve   game API on http://{addr}/ -> {}", settings.log.describe());
+    println!(
+        "  serve   game API on http://{addr}/ -> {}",
+        settings.log.describe()
+    );
     let sent = send_seed_traffic(addr, progress).await;
     shutdown.cancel();
     let served = server_task
@@ -74,7 +80,11 @@ pub async fn run(
         .map_err(|e| Error::io("stop the demo server")(std::io::Error::other(e)))?;
     job::blocking(move || writer.finish()).await?;
     served?;
-    println!("  ab      {} requests: the seed's {} ab commands", sent?, SEED_TRAFFIC.len());
+    println!(
+        "  ab      {} requests: the seed's {} ab commands",
+        sent?,
+        SEED_TRAFFIC.len()
+    );
 
     for definition in [extract::JOB, transform::JOB, filtered_writes::JOB] {
         let job_args = JobArgs {
@@ -95,7 +105,10 @@ pub async fn run(
         let batches = sql::query(&ctx, statement, &tables).await?;
         print!("{}", sql::show(&batches, 20));
     }
-    println!("\ndemo finished in {:.2} s", started.elapsed().as_secs_f64());
+    println!(
+        "\ndemo finished in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -114,7 +127,10 @@ fn empty_demo_folder(dir: &Path) -> Result<()> {
             dir.display()
         )));
     }
-    std::fs::remove_dir_all(dir).map_err(Error::io(format!("empty the demo folder {}", dir.display())))
+    std::fs::remove_dir_all(dir).map_err(Error::io(format!(
+        "empty the demo folder {}",
+        dir.display()
+    )))
 }
 
 /// Sends the seed's requests as `ab` does (its headers, one request at a time per command)
@@ -132,7 +148,10 @@ async fn send_seed_traffic(addr: SocketAddr, progress: &Progress) -> Result<u32>
                 .header("accept", "*/*")
                 .body(Empty::new())
                 .map_err(|e| failed(e.to_string()))?;
-            let response = client.request(request).await.map_err(|e| failed(format!("GET {path}: {e}")))?;
+            let response = client
+                .request(request)
+                .await
+                .map_err(|e| failed(format!("GET {path}: {e}")))?;
             let status = response.status();
             response
                 .into_body()

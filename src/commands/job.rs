@@ -83,7 +83,13 @@ pub async fn run(
     let ranges = blocking(move || log.snapshot(&topic)).await??;
     tracing::info!(topic = settings.topic, ranges = ?ranges, "snapshotted offsets");
 
-    let scan = scan_topic(settings, &ranges, progress.reading("scan", &settings.topic, &ranges), cancel).await?;
+    let scan = scan_topic(
+        settings,
+        &ranges,
+        progress.reading("scan", &settings.topic, &ranges),
+        cancel,
+    )
+    .await?;
     let schema = Arc::new(scan.inference.finish());
 
     let ctx = session::new_context();
@@ -96,10 +102,13 @@ pub async fn run(
     );
     session::register_stream(&ctx, "events", schema.arrow(), open)?;
     let frame = job.query.plan(&ctx).await?;
-    let stream = frame.execute_stream().await.map_err(|source| QueryError::Execute {
-        name: job.query.name.clone(),
-        source,
-    })?;
+    let stream = frame
+        .execute_stream()
+        .await
+        .map_err(|source| QueryError::Execute {
+            name: job.query.name.clone(),
+            source,
+        })?;
     let out_schema = stream.schema();
 
     let run_id = uuid::Uuid::now_v7().to_string();
@@ -125,9 +134,22 @@ pub async fn run(
     };
     let bad_stream = futures::stream::iter([Ok::<RecordBatch, Infallible>(bad)]);
     let bad_schema = decode::bad_records_schema();
-    sink::write_table(&settings.warehouse, &bad_spec, &run_id, &bad_schema, bad_stream, |_| (), cancel).await?;
+    sink::write_table(
+        &settings.warehouse,
+        &bad_spec,
+        &run_id,
+        &bad_schema,
+        bad_stream,
+        |_| (),
+        cancel,
+    )
+    .await?;
     if !scan.bad.is_empty() {
-        tracing::warn!(topic = settings.topic, bad_records = scan.bad.len(), "messages that are not JSON objects were quarantined");
+        tracing::warn!(
+            topic = settings.topic,
+            bad_records = scan.bad.len(),
+            "messages that are not JSON objects were quarantined"
+        );
     }
 
     Ok(JobSummary {
@@ -169,7 +191,10 @@ async fn scan_topic(
                 return ControlFlow::Break(());
             }
             scan.messages += batch.len() as u64;
-            scan.bytes += batch.iter().map(|m| m.value.as_ref().map_or(0, Vec::len) as u64).sum::<u64>();
+            scan.bytes += batch
+                .iter()
+                .map(|m| m.value.as_ref().map_or(0, Vec::len) as u64)
+                .sum::<u64>();
             scan.bad.extend(decode::scan(&batch, &mut scan.inference));
             ControlFlow::Continue(())
         })?;
@@ -180,7 +205,12 @@ async fn scan_topic(
     if cancel.is_cancelled() {
         return Err(Error::Interrupted);
     }
-    tracing::info!(messages = scan.messages, expected, bad = scan.bad.len(), "scan done");
+    tracing::info!(
+        messages = scan.messages,
+        expected,
+        bad = scan.bad.len(),
+        "scan done"
+    );
     Ok(scan)
 }
 
@@ -235,45 +265,57 @@ fn events_stream(
     Arc::new(move || {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, DataFusionError>>(4);
         let complete = Arc::new(AtomicBool::new(false));
-        let (log, topic, ranges, decoder, bars) =
-            (log.clone(), topic.clone(), ranges.clone(), decoder.clone(), bars.clone());
+        let (log, topic, ranges, decoder, bars) = (
+            log.clone(),
+            topic.clone(),
+            ranges.clone(),
+            decoder.clone(),
+            bars.clone(),
+        );
         let thread_complete = Arc::clone(&complete);
-        let spawned = std::thread::Builder::new().name("bnetl-decode".into()).spawn(move || {
-            let result = read_pipelined(&log, &topic, &ranges, &bars, |batch| {
-                let decoded = decoder
-                    .decode(&batch)
-                    .map_err(|e| DataFusionError::External(Box::new(e)));
-                match tx.blocking_send(decoded) {
-                    Ok(()) => ControlFlow::Continue(()),
-                    Err(_) => ControlFlow::Break(()),
+        let spawned = std::thread::Builder::new()
+            .name("bnetl-decode".into())
+            .spawn(move || {
+                let result = read_pipelined(&log, &topic, &ranges, &bars, |batch| {
+                    let decoded = decoder
+                        .decode(&batch)
+                        .map_err(|e| DataFusionError::External(Box::new(e)));
+                    match tx.blocking_send(decoded) {
+                        Ok(()) => ControlFlow::Continue(()),
+                        Err(_) => ControlFlow::Break(()),
+                    }
+                });
+                bars.finish();
+                match result {
+                    Ok(()) => thread_complete.store(true, Ordering::Release),
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(DataFusionError::External(Box::new(e))));
+                    }
                 }
             });
-            bars.finish();
-            match result {
-                Ok(()) => thread_complete.store(true, Ordering::Release),
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(DataFusionError::External(Box::new(e))));
-                }
-            }
-        });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the decode thread");
         }
         // A stream that ends without the reader saying it finished is an error, never a short
         // table: the sink must not commit it.
-        let stream = futures::stream::unfold((rx, complete, false), |(mut rx, complete, ended)| async move {
-            if ended {
-                return None;
-            }
-            match rx.recv().await {
-                Some(item) => Some((item, (rx, complete, false))),
-                None if complete.load(Ordering::Acquire) => None,
-                None => Some((
-                    Err(DataFusionError::Execution("the topic reader stopped before the end of its ranges".into())),
-                    (rx, complete, true),
-                )),
-            }
-        });
+        let stream = futures::stream::unfold(
+            (rx, complete, false),
+            |(mut rx, complete, ended)| async move {
+                if ended {
+                    return None;
+                }
+                match rx.recv().await {
+                    Some(item) => Some((item, (rx, complete, false))),
+                    None if complete.load(Ordering::Acquire) => None,
+                    None => Some((
+                        Err(DataFusionError::Execution(
+                            "the topic reader stopped before the end of its ranges".into(),
+                        )),
+                        (rx, complete, true),
+                    )),
+                }
+            },
+        );
         Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), stream))
     })
 }

@@ -29,14 +29,20 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
             Command::Produce(args) => {
                 let settings = Settings::from_args(&cli.global)?;
                 let args = args.clone();
-                job::blocking(move || produce::run(&settings, &args)).await?.map(|_| ())
+                job::blocking(move || produce::run(&settings, &args))
+                    .await?
+                    .map(|_| ())
             }
             Command::Sql(args) => {
                 let settings = Settings::from_args(&cli.global)?;
                 sql::run(&settings, args).await
             }
-            Command::Extract(args) => run_job(&cli, &extract::JOB, args, &progress, &shutdown).await,
-            Command::Transform(args) => run_job(&cli, &transform::JOB, args, &progress, &shutdown).await,
+            Command::Extract(args) => {
+                run_job(&cli, &extract::JOB, args, &progress, &shutdown).await
+            }
+            Command::Transform(args) => {
+                run_job(&cli, &transform::JOB, args, &progress, &shutdown).await
+            }
             Command::FilteredWrites(args) => {
                 run_job(&cli, &filtered_writes::JOB, args, &progress, &shutdown).await
             }
@@ -44,7 +50,10 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
     };
     if matches!(
         cli.command,
-        Command::Serve(_) | Command::Extract(_) | Command::Transform(_) | Command::FilteredWrites(_)
+        Command::Serve(_)
+            | Command::Extract(_)
+            | Command::Transform(_)
+            | Command::FilteredWrites(_)
     ) {
         // These stop by themselves on shutdown: the server gracefully, the jobs cleaning up.
         return work.await;

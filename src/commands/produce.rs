@@ -17,9 +17,12 @@ pub fn run(settings: &Settings, args: &ProduceArgs) -> Result<u64> {
     let started = Instant::now();
     let (input, name): (Box<dyn Read>, String) = match args.input.as_deref() {
         None => (Box::new(std::io::stdin().lock()), "stdin".into()),
-        Some(path) if path.as_os_str() == "-" => (Box::new(std::io::stdin().lock()), "stdin".into()),
+        Some(path) if path.as_os_str() == "-" => {
+            (Box::new(std::io::stdin().lock()), "stdin".into())
+        }
         Some(path) => {
-            let file = std::fs::File::open(path).map_err(Error::io(format!("open {}", path.display())))?;
+            let file =
+                std::fs::File::open(path).map_err(Error::io(format!("open {}", path.display())))?;
             (Box::new(file), path.display().to_string())
         }
     };

@@ -19,7 +19,8 @@ pub async fn run(settings: &Settings, args: &SqlArgs) -> Result<()> {
     let tables = session::register_warehouse(&ctx, &settings.warehouse).await?;
     let batches = query(&ctx, &args.query, &tables).await?;
     let mut out = std::io::stdout().lock();
-    print(&mut out, &batches, args.format, args.truncate).map_err(Error::io("write the result to stdout"))
+    print(&mut out, &batches, args.format, args.truncate)
+        .map_err(Error::io("write the result to stdout"))
 }
 
 /// Plans and collects one statement. A planning failure names the tables that exist.
@@ -29,19 +30,29 @@ pub async fn query(ctx: &SessionContext, sql: &str, tables: &[String]) -> Result
         sql: sql.to_owned(),
     };
     let frame = statement.plan(ctx).await?;
-    let batches = frame.collect().await.map_err(|source| QueryError::Execute {
-        name: "statement".into(),
-        source,
-    })?;
+    let batches = frame
+        .collect()
+        .await
+        .map_err(|source| QueryError::Execute {
+            name: "statement".into(),
+            source,
+        })?;
     Ok(batches)
 }
 
 /// Writes `batches` in `format`.
-pub fn print(out: &mut impl Write, batches: &[RecordBatch], format: OutputFormat, truncate: usize) -> std::io::Result<()> {
+pub fn print(
+    out: &mut impl Write,
+    batches: &[RecordBatch],
+    format: OutputFormat,
+    truncate: usize,
+) -> std::io::Result<()> {
     match format {
         OutputFormat::Table => out.write_all(show(batches, truncate).as_bytes()),
         OutputFormat::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(out);
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(out);
             for batch in batches {
                 writer.write(batch).map_err(std::io::Error::other)?;
             }
@@ -79,7 +90,13 @@ pub fn show(batches: &[RecordBatch], truncate: usize) -> String {
             text.chars().take(truncate - 3).collect::<String>() + "..."
         }
     };
-    let mut rows: Vec<Vec<String>> = vec![schema.fields().iter().map(|f| cut(f.name().clone())).collect()];
+    let mut rows: Vec<Vec<String>> = vec![
+        schema
+            .fields()
+            .iter()
+            .map(|f| cut(f.name().clone()))
+            .collect(),
+    ];
     for batch in batches {
         let formatters: Vec<_> = batch
             .columns()
@@ -88,13 +105,28 @@ pub fn show(batches: &[RecordBatch], truncate: usize) -> String {
             .collect::<std::result::Result<_, _>>()
             .unwrap_or_default();
         for row in 0..batch.num_rows() {
-            rows.push(formatters.iter().map(|f| cut(f.value(row).to_string())).collect());
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| cut(f.value(row).to_string()))
+                    .collect(),
+            );
         }
     }
     let widths: Vec<usize> = (0..schema.fields().len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(3))
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(3)
+        })
         .collect();
-    let separator: String = widths.iter().map(|w| format!("+{}", "-".repeat(*w))).collect::<String>() + "+\n";
+    let separator: String = widths
+        .iter()
+        .map(|w| format!("+{}", "-".repeat(*w)))
+        .collect::<String>()
+        + "+\n";
     let line = |row: &[String]| -> String {
         let cells: String = row
             .iter()
@@ -134,7 +166,11 @@ mod tests {
         RecordBatch::try_new(
             Arc::new(schema),
             vec![
-                Arc::new(StringArray::from(vec![Some("default"), Some("purchase_shield"), None])),
+                Arc::new(StringArray::from(vec![
+                    Some("default"),
+                    Some("purchase_shield"),
+                    None,
+                ])),
                 Arc::new(Int64Array::from(vec![37, 29, 1])),
             ],
         )
@@ -160,13 +196,19 @@ mod tests {
         let text = show(&[batch()], 10);
         assert!(text.contains("|purchas...|"), "{text}");
         let untruncated = show(&[batch()], 0);
-        assert!(untruncated.contains("|default        |37         |"), "{untruncated}");
+        assert!(
+            untruncated.contains("|default        |37         |"),
+            "{untruncated}"
+        );
     }
 
     #[test]
     fn csv_has_a_header_row() {
         let mut out = Vec::new();
         print(&mut out, &[batch()], OutputFormat::Csv, 20).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "event_type,event_count\ndefault,37\npurchase_shield,29\n,1\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "event_type,event_count\ndefault,37\npurchase_shield,29\n,1\n"
+        );
     }
 }

@@ -188,8 +188,7 @@ impl EventDecoder {
             .iter()
             .map(|c| ColumnBuilder::new(c.column_type, rows))
             .collect();
-        let mut timestamps =
-            TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC");
+        let mut timestamps = TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC");
         let mut partitions = Int32Builder::with_capacity(rows);
         let mut offsets = Int64Builder::with_capacity(rows);
         let mut slots: Vec<Option<&RawValue>> = vec![None; columns.len()];
@@ -268,13 +267,27 @@ mod tests {
         assert_eq!(batch.num_rows(), 4);
         assert_eq!(
             strings(&batch, "event_type"),
-            [Some("default"), Some("purchase_sword"), Some("purchase_shield"), Some("join_guild")]
-                .map(|s| s.map(str::to_owned))
+            [
+                Some("default"),
+                Some("purchase_sword"),
+                Some("purchase_shield"),
+                Some("join_guild")
+            ]
+            .map(|s| s.map(str::to_owned))
         );
-        assert_eq!(strings(&batch, "Host")[0].as_deref(), Some("user1.comcast.com"));
-        assert_eq!(strings(&batch, "User-Agent")[1].as_deref(), Some("ApacheBench/2.3"));
+        assert_eq!(
+            strings(&batch, "Host")[0].as_deref(),
+            Some("user1.comcast.com")
+        );
+        assert_eq!(
+            strings(&batch, "User-Agent")[1].as_deref(),
+            Some("ApacheBench/2.3")
+        );
         // A header only one event has is null in the others.
-        assert_eq!(strings(&batch, "Cache-Control"), [None, None, Some("no-cache".to_owned()), None]);
+        assert_eq!(
+            strings(&batch, "Cache-Control"),
+            [None, None, Some("no-cache".to_owned()), None]
+        );
     }
 
     #[test]
@@ -285,19 +298,37 @@ mod tests {
         // Lines 0, 3 and 8 are good events; everything else is quarantined.
         assert_eq!(offsets, [1, 2, 4, 5, 6, 7, 9], "{reasons:#?}");
         assert!(reasons[0].contains("not a JSON object"), "{}", reasons[0]);
-        assert!(reasons.iter().any(|r| r.contains("invalid UTF-8")), "{reasons:?}");
-        assert!(reasons.iter().any(|r| r.contains("empty message")), "{reasons:?}");
+        assert!(
+            reasons.iter().any(|r| r.contains("invalid UTF-8")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.iter().any(|r| r.contains("empty message")),
+            "{reasons:?}"
+        );
         assert_eq!(batch.num_rows(), 3);
-        let batch_offsets = batch.column_by_name("offset").unwrap().as_primitive::<Int64Type>();
+        let batch_offsets = batch
+            .column_by_name("offset")
+            .unwrap()
+            .as_primitive::<Int64Type>();
         assert_eq!(batch_offsets.values(), &[0, 3, 8]);
     }
 
     #[test]
     fn conflicting_types_keep_json_text_and_escapes_are_decoded() {
         let messages = [
-            message(0, br#"{"event_type":"purchase_sword","level":3,"price":10,"meta":{"a":1}}"#),
-            message(1, br#"{"event_type":"purchase_sword","level":"three","price":9.5,"meta":null}"#),
-            message(2, br#"{"event_type":"say\"hi\"\u00e9","level":true,"event_type":"last_wins"}"#),
+            message(
+                0,
+                br#"{"event_type":"purchase_sword","level":3,"price":10,"meta":{"a":1}}"#,
+            ),
+            message(
+                1,
+                br#"{"event_type":"purchase_sword","level":"three","price":9.5,"meta":null}"#,
+            ),
+            message(
+                2,
+                br#"{"event_type":"say\"hi\"\u00e9","level":true,"event_type":"last_wins"}"#,
+            ),
         ];
         let (batch, bad) = decode_all(&messages);
         assert!(bad.is_empty());
@@ -305,17 +336,31 @@ mod tests {
             strings(&batch, "level"),
             [Some("3"), Some("three"), Some("true")].map(|s| s.map(str::to_owned))
         );
-        assert_eq!(strings(&batch, "meta"), [Some("{\"a\":1}".to_owned()), None, None]);
-        assert_eq!(strings(&batch, "event_type")[2].as_deref(), Some("last_wins"));
+        assert_eq!(
+            strings(&batch, "meta"),
+            [Some("{\"a\":1}".to_owned()), None, None]
+        );
+        assert_eq!(
+            strings(&batch, "event_type")[2].as_deref(),
+            Some("last_wins")
+        );
         let price = batch.column_by_name("price").unwrap();
         assert_eq!(price.data_type(), &arrow::datatypes::DataType::Float64);
-        assert_eq!(price.as_primitive::<arrow::datatypes::Float64Type>().value(1), 9.5);
+        assert_eq!(
+            price
+                .as_primitive::<arrow::datatypes::Float64Type>()
+                .value(1),
+            9.5
+        );
         assert!(batch.column_by_name("Accept").unwrap().is_null(0));
     }
 
     #[test]
     fn escaped_field_names_are_matched_after_unescaping() {
-        let messages = [message(0, br#"{"Ho\u0073t":"a.example","event_type":"default"}"#)];
+        let messages = [message(
+            0,
+            br#"{"Ho\u0073t":"a.example","event_type":"default"}"#,
+        )];
         let (batch, _) = decode_all(&messages);
         assert_eq!(strings(&batch, "Host")[0].as_deref(), Some("a.example"));
     }

@@ -16,6 +16,9 @@
 //! * **Reserved names**: a JSON field named like a metadata column is renamed `json_<name>`.
 
 use std::collections::{BTreeMap, HashMap};
+
+/// Maps keyed by field name, hashed with foldhash: these lookups run once per field per event.
+type FieldMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -94,7 +97,7 @@ impl ColumnType {
 /// Collects the kinds seen per field across a read.
 #[derive(Debug, Default, Clone)]
 pub struct SchemaInference {
-    kinds: HashMap<String, u8>,
+    kinds: FieldMap<u8>,
 }
 
 impl SchemaInference {
@@ -123,7 +126,9 @@ impl SchemaInference {
             .into_iter()
             .map(|(json_name, column_type)| {
                 let mut column = json_name.to_owned();
-                while METADATA_COLUMNS.contains(&column.as_str()) || self.renamed_clash(&column, json_name) {
+                while METADATA_COLUMNS.contains(&column.as_str())
+                    || self.renamed_clash(&column, json_name)
+                {
                     column = format!("json_{column}");
                 }
                 JsonColumn {
@@ -158,7 +163,7 @@ pub struct JsonColumn {
 pub struct EventSchema {
     /// JSON columns in output order.
     pub json_columns: Vec<JsonColumn>,
-    index: HashMap<String, usize>,
+    index: FieldMap<usize>,
     arrow: SchemaRef,
 }
 
@@ -209,7 +214,12 @@ mod tests {
     use super::*;
 
     fn names(schema: &EventSchema) -> Vec<String> {
-        schema.arrow().fields().iter().map(|f| f.name().clone()).collect()
+        schema
+            .arrow()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
     }
 
     #[test]
@@ -221,7 +231,15 @@ mod tests {
         let schema = inference.finish();
         assert_eq!(
             names(&schema),
-            ["Accept", "Host", "User-Agent", "event_type", "timestamp", "partition", "offset"]
+            [
+                "Accept",
+                "Host",
+                "User-Agent",
+                "event_type",
+                "timestamp",
+                "partition",
+                "offset"
+            ]
         );
     }
 
@@ -229,7 +247,12 @@ mod tests {
     fn core_columns_exist_without_any_event() {
         let schema = SchemaInference::default().finish();
         assert_eq!(schema.json_columns.len(), 4);
-        assert!(schema.json_columns.iter().all(|c| c.column_type == ColumnType::Utf8));
+        assert!(
+            schema
+                .json_columns
+                .iter()
+                .all(|c| c.column_type == ColumnType::Utf8)
+        );
     }
 
     #[test]
@@ -259,7 +282,11 @@ mod tests {
         assert_eq!(type_of("int_string"), ColumnType::Utf8);
         assert_eq!(type_of("nested"), ColumnType::Utf8);
         assert_eq!(type_of("always_null"), ColumnType::Utf8);
-        assert_eq!(type_of("event_type"), ColumnType::Utf8, "core columns stay strings");
+        assert_eq!(
+            type_of("event_type"),
+            ColumnType::Utf8,
+            "core columns stay strings"
+        );
     }
 
     #[test]
@@ -269,7 +296,10 @@ mod tests {
         inference.observe("offset", JsonKind::Int);
         let schema = inference.finish();
         let columns = names(&schema);
-        assert!(columns.contains(&"json_timestamp".to_owned()), "{columns:?}");
+        assert!(
+            columns.contains(&"json_timestamp".to_owned()),
+            "{columns:?}"
+        );
         assert!(columns.contains(&"json_offset".to_owned()), "{columns:?}");
         assert_eq!(columns.iter().filter(|c| *c == "timestamp").count(), 1);
     }

@@ -64,7 +64,12 @@ pub fn event_json(event_type: &str, headers: &HeaderMap) -> String {
             None => fields.push((name, value)),
         }
     }
-    let mut out = String::with_capacity(64 + fields.iter().map(|(n, v)| n.len() + v.len() + 6).sum::<usize>());
+    let mut out = String::with_capacity(
+        64 + fields
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 6)
+            .sum::<usize>(),
+    );
     out.push_str("{\"event_type\": ");
     push_json_string(&mut out, event_type);
     for (name, value) in &fields {
@@ -114,7 +119,10 @@ mod tests {
         headers.insert("x-note", HeaderValue::from_bytes(b"a\"b\\c\xe9").unwrap());
         headers.append("x-note", HeaderValue::from_static("second"));
         let event = event_json("default", &headers);
-        assert_eq!(event, r#"{"event_type": "default", "X-Note": "a\"b\\c\u00e9,second"}"#);
+        assert_eq!(
+            event,
+            r#"{"event_type": "default", "X-Note": "a\"b\\c\u00e9,second"}"#
+        );
         let parsed: serde_json::Value = serde_json::from_str(&event).unwrap();
         assert_eq!(parsed["X-Note"], "a\"b\\cé,second");
     }

@@ -50,12 +50,17 @@ pub fn router(producer: Producer, ack_timeout: Duration) -> Router {
     for action in ACTIONS {
         router = router.route(
             action.path,
-            get(move |state: State<AppState>, headers: HeaderMap| log_action(state, headers, action)),
+            get(move |state: State<AppState>, headers: HeaderMap| {
+                log_action(state, headers, action)
+            }),
         );
     }
     router
         .fallback(|| async { (StatusCode::NOT_FOUND, "Not Found\n") })
-        .with_state(AppState { producer, ack_timeout })
+        .with_state(AppState {
+            producer,
+            ack_timeout,
+        })
 }
 
 async fn log_action(
@@ -69,7 +74,10 @@ async fn log_action(
         ..Record::default()
     };
     match tokio::time::timeout(state.ack_timeout, state.producer.send(record)).await {
-        Ok(Ok(_)) => Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], action.body)),
+        Ok(Ok(_)) => Ok((
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            action.body,
+        )),
         Ok(Err(_)) | Err(_) => Err(ApiError::Unavailable),
     }
 }
@@ -93,7 +101,11 @@ pub async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), ServeError> {
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then drains in-flight requests.
-pub async fn run(listener: TcpListener, router: Router, shutdown: CancellationToken) -> Result<(), ServeError> {
+pub async fn run(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

@@ -17,8 +17,8 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use futures::{Stream, StreamExt};
 use object_store::ObjectStoreExt;
-use tokio_util::sync::CancellationToken;
 use parquet::errors::ParquetError;
+use tokio_util::sync::CancellationToken;
 
 pub use store::Warehouse;
 pub use writer::{PartitionedWriter, RollPolicy};
@@ -48,7 +48,10 @@ pub enum SinkError {
         source: object_store::Error,
     },
     #[error("partition column {column} is not in the output (columns: {})", available.join(", "))]
-    PartitionColumn { column: String, available: Vec<String> },
+    PartitionColumn {
+        column: String,
+        available: Vec<String>,
+    },
     #[error("writing table {table} was interrupted")]
     Cancelled { table: String },
     #[error("the input of table {table} failed")]
@@ -99,8 +102,13 @@ where
     E: StdError + Send + Sync + 'static,
 {
     let staging_name = format!("{}-{run_id}", spec.name);
-    let staging_dir = warehouse.local_root().join(store::STAGING_DIR).join(&staging_name);
-    let staging = warehouse.path(store::STAGING_DIR).join(staging_name.as_str());
+    let staging_dir = warehouse
+        .local_root()
+        .join(store::STAGING_DIR)
+        .join(&staging_name);
+    let staging = warehouse
+        .path(store::STAGING_DIR)
+        .join(staging_name.as_str());
     let written = async {
         let mut writer = PartitionedWriter::new(
             warehouse.store(),

@@ -12,6 +12,9 @@ use arrow::record_batch::RecordBatch;
 /// Folder name Hive and Spark use for a null (or empty) partition value.
 pub const DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
+/// The values of the partition columns of one partition, as text; `None` is null.
+pub type PartitionKey = Vec<Option<String>>;
+
 /// Escapes a partition column name or value for a path segment, with the character set of
 /// Spark's `ExternalCatalogUtils.escapePathName`: `/`, `=`, `%`, quotes, wildcards and control
 /// characters become `%XX`, so a value can never leave its table folder or split a segment.
@@ -53,7 +56,7 @@ pub fn hive_path(columns: &[String], values: &[Option<String>]) -> String {
 pub fn split_by_partition(
     batch: &RecordBatch,
     partition_by: &[String],
-) -> Result<Vec<(Vec<Option<String>>, RecordBatch)>, ArrowError> {
+) -> Result<Vec<(PartitionKey, RecordBatch)>, ArrowError> {
     let schema = batch.schema();
     let mut key_columns = Vec::with_capacity(partition_by.len());
     for name in partition_by {
@@ -73,7 +76,8 @@ pub fn split_by_partition(
             .iter()
             .map(|s| (!s.is_null(row)).then(|| s.value(row)))
             .collect();
-        let row = u32::try_from(row).map_err(|_| ArrowError::ComputeError("batch too large".into()))?;
+        let row =
+            u32::try_from(row).map_err(|_| ArrowError::ComputeError("batch too large".into()))?;
         match groups.get_mut(&key) {
             Some(rows) => rows.push(row),
             None => {
@@ -106,7 +110,7 @@ pub fn data_schema(schema: &Schema, partition_by: &[String]) -> Schema {
     Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
-fn owned(key: &[Option<&str>]) -> Vec<Option<String>> {
+fn owned(key: &[Option<&str>]) -> PartitionKey {
     key.iter().map(|v| v.map(str::to_owned)).collect()
 }
 
@@ -133,7 +137,10 @@ mod tests {
             hive_path(&cols, &[Some("purchase_knife".into()), None]),
             "event_type=purchase_knife/day=__HIVE_DEFAULT_PARTITION__"
         );
-        assert_eq!(hive_path(&cols[..1], &[Some(String::new())]), "event_type=__HIVE_DEFAULT_PARTITION__");
+        assert_eq!(
+            hive_path(&cols[..1], &[Some(String::new())]),
+            "event_type=__HIVE_DEFAULT_PARTITION__"
+        );
         assert_eq!(hive_path(&cols[..1], &[Some("..".into())]), "event_type=..");
     }
 
@@ -146,7 +153,12 @@ mod tests {
         let batch = RecordBatch::try_new(
             schema,
             vec![
-                Arc::new(StringArray::from(vec![Some("a"), Some("b"), Some("a"), None])),
+                Arc::new(StringArray::from(vec![
+                    Some("a"),
+                    Some("b"),
+                    Some("a"),
+                    None,
+                ])),
                 Arc::new(Int64Array::from(vec![0, 1, 2, 3])),
             ],
         )
@@ -162,7 +174,11 @@ mod tests {
             .collect();
         assert_eq!(
             summary,
-            vec![(Some("a".into()), vec![0, 2]), (Some("b".into()), vec![1]), (None, vec![3])]
+            vec![
+                (Some("a".into()), vec![0, 2]),
+                (Some("b".into()), vec![1]),
+                (None, vec![3])
+            ]
         );
     }
 }

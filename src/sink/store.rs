@@ -27,13 +27,17 @@ impl Warehouse {
     pub fn parse(location: &str) -> Result<Self, SinkError> {
         let unsupported = |scheme: &str| SinkError::Location {
             location: location.to_owned(),
-            reason: format!("the {scheme}:// scheme is not supported yet (use a local path or file://)"),
+            reason: format!(
+                "the {scheme}:// scheme is not supported yet (use a local path or file://)"
+            ),
         };
         let local_root = match Url::parse(location) {
-            Ok(url) if url.scheme() == "file" => url.to_file_path().map_err(|()| SinkError::Location {
-                location: location.to_owned(),
-                reason: "not a valid file:// URL".into(),
-            })?,
+            Ok(url) if url.scheme() == "file" => {
+                url.to_file_path().map_err(|()| SinkError::Location {
+                    location: location.to_owned(),
+                    reason: "not a valid file:// URL".into(),
+                })?
+            }
             // One-letter "schemes" are Windows drive letters, not URLs.
             Ok(url) if url.scheme().len() > 1 => return Err(unsupported(url.scheme())),
             _ => PathBuf::from(location),
@@ -98,7 +102,8 @@ impl Warehouse {
         let mut names = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let hidden = name.starts_with('.') || (name.starts_with('_') && name != crate::decode::BAD_RECORDS_TABLE);
+            let hidden = name.starts_with('.')
+                || (name.starts_with('_') && name != crate::decode::BAD_RECORDS_TABLE);
             if !hidden && entry.file_type().is_ok_and(|t| t.is_dir()) {
                 names.push(name);
             }
@@ -153,7 +158,12 @@ mod tests {
 
     #[test]
     fn unsupported_schemes_are_refused_by_name() {
-        let err = Warehouse::parse("s3://bucket/prefix").unwrap_err().to_string();
-        assert!(err.contains("s3://bucket/prefix") && err.contains("not supported"), "{err}");
+        let err = Warehouse::parse("s3://bucket/prefix")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("s3://bucket/prefix") && err.contains("not supported"),
+            "{err}"
+        );
     }
 }

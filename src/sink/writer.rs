@@ -13,7 +13,7 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use super::SinkError;
-use super::partition::{data_schema, hive_path, split_by_partition};
+use super::partition::{PartitionKey, data_schema, hive_path, split_by_partition};
 
 /// Rows per Parquet row group: large enough for good compression and scans, small enough that
 /// the encoder's buffers stay a few tens of MB.
@@ -66,7 +66,7 @@ pub struct PartitionedWriter {
     partition_by: Vec<String>,
     data_schema: SchemaRef,
     roll: RollPolicy,
-    open: HashMap<Vec<Option<String>>, OpenFile>,
+    open: HashMap<PartitionKey, OpenFile>,
     next_seq: u32,
     files: Vec<Path>,
     rows: u64,
@@ -162,7 +162,7 @@ impl PartitionedWriter {
     /// has a schema that readers can load.
     pub async fn finish(mut self) -> Result<WrittenFiles, SinkError> {
         if self.files.is_empty() {
-            let key: Vec<Option<String>> = self.partition_by.iter().map(|_| None).collect();
+            let key: PartitionKey = self.partition_by.iter().map(|_| None).collect();
             let file = self.open_file(&key)?;
             self.open.insert(key, file);
         }
@@ -195,8 +195,17 @@ mod tests {
             max_rows_per_file: 100,
             max_file_bytes: 1_000,
         };
-        assert!(!policy.should_roll(&OpenFileStats { rows: 99, bytes: 999 }));
-        assert!(policy.should_roll(&OpenFileStats { rows: 100, bytes: 0 }));
-        assert!(policy.should_roll(&OpenFileStats { rows: 1, bytes: 1_000 }));
+        assert!(!policy.should_roll(&OpenFileStats {
+            rows: 99,
+            bytes: 999
+        }));
+        assert!(policy.should_roll(&OpenFileStats {
+            rows: 100,
+            bytes: 0
+        }));
+        assert!(policy.should_roll(&OpenFileStats {
+            rows: 1,
+            bytes: 1_000
+        }));
     }
 }

@@ -383,16 +383,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = EmbeddedLog::new(dir.path());
         let mut writer = log.writer().unwrap();
-        let first = writer.append("events", &[record("a"), record("b")]).unwrap();
+        let first = writer
+            .append("events", &[record("a"), record("b")])
+            .unwrap();
         let second = writer.append("events", &[record("{not json")]).unwrap();
         assert_eq!(first, vec![(0, 0), (0, 1)]);
         assert_eq!(second, vec![(0, 2)]);
 
         let ranges = log.snapshot("events").unwrap();
-        assert_eq!(ranges, vec![OffsetRange { partition: 0, start: 0, end: 3 }]);
+        assert_eq!(
+            ranges,
+            vec![OffsetRange {
+                partition: 0,
+                start: 0,
+                end: 3
+            }]
+        );
         let messages = read_all(&log, "events", &ranges);
         let values: Vec<_> = messages.iter().map(|m| m.value.clone().unwrap()).collect();
-        assert_eq!(values, vec![b"a".to_vec(), b"b".to_vec(), b"{not json".to_vec()]);
+        assert_eq!(
+            values,
+            vec![b"a".to_vec(), b"b".to_vec(), b"{not json".to_vec()]
+        );
         assert_eq!(messages[2].offset, 2);
         assert_eq!(messages[2].timestamp_ms, 1_700_000_000_000);
     }
@@ -423,7 +435,7 @@ mod tests {
             key: Some(b"player-1".to_vec()),
             ..record("y")
         };
-        let a = writer.append("t", &[keyed.clone()]).unwrap();
+        let a = writer.append("t", std::slice::from_ref(&keyed)).unwrap();
         let b = writer.append("t", &[keyed]).unwrap();
         assert_eq!(a[0].0, b[0].0);
     }
@@ -434,7 +446,10 @@ mod tests {
         let log = EmbeddedLog::new(dir.path());
         let err = log.snapshot("events").unwrap_err().to_string();
         assert!(err.contains("topic events does not exist"), "{err}");
-        log.writer().unwrap().append("other", &[record("1")]).unwrap();
+        log.writer()
+            .unwrap()
+            .append("other", &[record("1")])
+            .unwrap();
         let err = log.snapshot("events").unwrap_err().to_string();
         assert!(err.contains("topic events does not exist"), "{err}");
     }
@@ -443,11 +458,28 @@ mod tests {
     fn a_read_that_stops_short_of_the_snapshot_is_incomplete() {
         let dir = tempfile::tempdir().unwrap();
         let log = EmbeddedLog::new(dir.path());
-        log.writer().unwrap().append("events", &[record("1")]).unwrap();
-        let beyond = [OffsetRange { partition: 0, start: 0, end: 5 }];
+        log.writer()
+            .unwrap()
+            .append("events", &[record("1")])
+            .unwrap();
+        let beyond = [OffsetRange {
+            partition: 0,
+            start: 0,
+            end: 5,
+        }];
         let err = log
             .read("events", &beyond, 10, &mut |_| ControlFlow::Continue(()))
             .unwrap_err();
-        assert!(matches!(err, SourceError::Incomplete { reached: 1, end: 5, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                SourceError::Incomplete {
+                    reached: 1,
+                    end: 5,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

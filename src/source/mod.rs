@@ -99,7 +99,9 @@ pub enum SourceError {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("topic {topic} does not exist in {log} (produce to it first: bnetl serve or bnetl produce)")]
+    #[error(
+        "topic {topic} does not exist in {log} (produce to it first: bnetl serve or bnetl produce)"
+    )]
     UnknownTopic { topic: String, log: String },
     #[error("cannot read watermarks of {topic}")]
     Watermarks {

@@ -48,14 +48,22 @@ mod tests {
 
     #[test]
     fn empty_range_has_no_offsets_and_is_done_before_reading() {
-        let r = OffsetRange { partition: 0, start: 5, end: 5 };
+        let r = OffsetRange {
+            partition: 0,
+            start: 5,
+            end: 5,
+        };
         assert!(r.is_empty());
         assert_eq!(r.len(), 0);
     }
 
     #[test]
     fn range_is_done_after_its_last_offset_even_across_gaps() {
-        let r = OffsetRange { partition: 1, start: 0, end: 10 };
+        let r = OffsetRange {
+            partition: 1,
+            start: 0,
+            end: 10,
+        };
         assert!(!r.is_done_after(8));
         assert!(r.is_done_after(9));
         // A compacted tail: offset 9 is gone, but 12 beyond it still ends the range.
@@ -67,9 +75,21 @@ mod tests {
     #[test]
     fn total_len_adds_every_partition() {
         let rs = [
-            OffsetRange { partition: 0, start: 0, end: 3 },
-            OffsetRange { partition: 1, start: 7, end: 7 },
-            OffsetRange { partition: 2, start: 2, end: 6 },
+            OffsetRange {
+                partition: 0,
+                start: 0,
+                end: 3,
+            },
+            OffsetRange {
+                partition: 1,
+                start: 7,
+                end: 7,
+            },
+            OffsetRange {
+                partition: 2,
+                start: 2,
+                end: 6,
+            },
         ];
         assert_eq!(total_len(&rs), 7);
     }

@@ -31,7 +31,10 @@ pub struct ProducerThread(JoinHandle<()>);
 
 impl Producer {
     /// Opens the log for writing and starts the writer thread for `topic`.
-    pub fn start(log: &EmbeddedLog, topic: &str) -> Result<(Producer, ProducerThread), SourceError> {
+    pub fn start(
+        log: &EmbeddedLog,
+        topic: &str,
+    ) -> Result<(Producer, ProducerThread), SourceError> {
         let mut writer = log.writer()?;
         writer.ensure_topic(topic, 1)?;
         let (tx, mut rx) = mpsc::channel::<(Record, Ack)>(QUEUE);

@@ -41,6 +41,9 @@ pub enum QueryError {
 impl QueryError {
     /// True when the user's SQL or arguments are at fault (exit code 2).
     pub fn is_user_error(&self) -> bool {
-        matches!(self, QueryError::Plan { .. } | QueryError::Read { .. } | QueryError::NoWarehouse { .. })
+        matches!(
+            self,
+            QueryError::Plan { .. } | QueryError::Read { .. } | QueryError::NoWarehouse { .. }
+        )
     }
 }

@@ -26,7 +26,11 @@ pub const FILTERED_WRITES: &str = include_str!("../../queries/filtered_writes.sq
 
 impl Query {
     /// The shipped query `name` unless `override_path` names a file to use instead.
-    pub fn load(name: &str, shipped: &str, override_path: Option<&Path>) -> Result<Query, QueryError> {
+    pub fn load(
+        name: &str,
+        shipped: &str,
+        override_path: Option<&Path>,
+    ) -> Result<Query, QueryError> {
         match override_path {
             None => Ok(Query {
                 name: format!("{name}.sql"),

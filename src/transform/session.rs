@@ -39,7 +39,9 @@ struct ReplayedStream {
 
 impl fmt::Debug for ReplayedStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReplayedStream").field("schema", &self.schema).finish()
+        f.debug_struct("ReplayedStream")
+            .field("schema", &self.schema)
+            .finish()
     }
 }
 
@@ -70,7 +72,8 @@ pub fn register_stream(
         open,
     });
     let table = StreamingTable::try_new(schema, vec![partition]).map_err(register)?;
-    ctx.register_table(name, Arc::new(table)).map_err(register)?;
+    ctx.register_table(name, Arc::new(table))
+        .map_err(register)?;
     Ok(())
 }
 

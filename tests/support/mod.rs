@@ -30,7 +30,9 @@ pub const SEED_HOSTS_SQL: &str = "SELECT Host, COUNT(*) as number_of_player FROM
 
 /// Path of a file under the repository's `fixtures/`.
 pub fn fixture(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(path)
 }
 
 /// A fresh data dir and a way to run `bnetl` in it.
@@ -67,15 +69,32 @@ impl Bnetl {
 
     /// Runs `bnetl ARGS` and asserts it succeeded; returns its output.
     pub fn ok(&self, args: &[&str]) -> Output {
-        let output = self.cmd(args).stdin(Stdio::null()).output().expect("run bnetl");
-        assert!(output.status.success(), "bnetl {args:?} failed: {}", describe(&output));
+        let output = self
+            .cmd(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run bnetl");
+        assert!(
+            output.status.success(),
+            "bnetl {args:?} failed: {}",
+            describe(&output)
+        );
         output
     }
 
     /// Runs `bnetl ARGS`, asserts it failed with `code`, and returns its stderr.
     pub fn fails(&self, args: &[&str], code: i32) -> String {
-        let output = self.cmd(args).stdin(Stdio::null()).output().expect("run bnetl");
-        assert_eq!(output.status.code(), Some(code), "bnetl {args:?}: {}", describe(&output));
+        let output = self
+            .cmd(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run bnetl");
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "bnetl {args:?}: {}",
+            describe(&output)
+        );
         String::from_utf8_lossy(&output.stderr).into_owned()
     }
 
@@ -88,9 +107,18 @@ impl Bnetl {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn bnetl produce");
-        child.stdin.take().expect("stdin").write_all(input).expect("write input");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write input");
         let output = child.wait_with_output().expect("wait for produce");
-        assert!(output.status.success(), "produce failed: {}", describe(&output));
+        assert!(
+            output.status.success(),
+            "produce failed: {}",
+            describe(&output)
+        );
     }
 
     /// `bnetl sql --format csv QUERY`'s stdout.
@@ -159,7 +187,10 @@ impl Server {
                 assert!(status.success(), "bnetl serve exited with {status}");
                 return;
             }
-            assert!(Instant::now() < deadline, "bnetl serve did not stop after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "bnetl serve did not stop after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -175,12 +206,21 @@ impl Drop for Server {
 /// Runs the seed's `ab` command line against `server` and returns ab's report.
 pub fn ab(server: &Server, requests: u32, host: &str, path: &str) -> String {
     let output = Command::new("ab")
-        .args(["-n", &requests.to_string(), "-H", &format!("Host: {host}"), &server.url(path)])
+        .args([
+            "-n",
+            &requests.to_string(),
+            "-H",
+            &format!("Host: {host}"),
+            &server.url(path),
+        ])
         .output()
         .expect("ab (apache2-utils) must be installed: .ci/run installs it");
     let report = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "ab failed: {}", describe(&output));
-    assert!(report.contains(&format!("Complete requests:      {requests}")), "{report}");
+    assert!(
+        report.contains(&format!("Complete requests:      {requests}")),
+        "{report}"
+    );
     assert!(report.contains("Failed requests:        0"), "{report}");
     assert!(!report.contains("Non-2xx responses"), "{report}");
     report
@@ -204,7 +244,11 @@ pub fn python(code: &str) -> String {
         .args(["-c", code])
         .output()
         .expect("python3");
-    assert!(output.status.success(), "python failed: {}", describe(&output));
+    assert!(
+        output.status.success(),
+        "python failed: {}",
+        describe(&output)
+    );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
