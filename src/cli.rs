@@ -38,6 +38,26 @@ pub struct GlobalArgs {
     #[arg(long, env = "BNETL_WAREHOUSE", global = true)]
     pub warehouse: Option<String>,
 
+    /// Kafka bootstrap servers (host:port,...); without it, the embedded log under --data-dir
+    #[arg(long, env = "BNETL_BROKERS", global = true)]
+    pub brokers: Option<String>,
+
+    /// A librdkafka property, kcat style (repeatable): -X security.protocol=SASL_SSL
+    ///
+    /// Properties given here override bnetl's defaults (e.g. fetch.wait.max.ms=10 for reads,
+    /// enable.idempotence=true and acks=all for the game API's producer).
+    #[arg(short = 'X', value_name = "KEY=VALUE", global = true)]
+    pub kafka_properties: Vec<String>,
+
+    /// Deadline for Kafka metadata calls, and for a partition to make progress while reading
+    #[arg(
+        long,
+        env = "BNETL_KAFKA_TIMEOUT_MS",
+        default_value_t = 30_000,
+        global = true
+    )]
+    pub kafka_timeout_ms: u64,
+
     /// Topic the game API produces to and the batch jobs read
     #[arg(long, env = "BNETL_TOPIC", default_value = "events", global = true)]
     pub topic: String,
@@ -84,13 +104,14 @@ pub struct ProduceArgs {
     /// File to read, one message per line; `-` or nothing reads stdin
     pub input: Option<PathBuf>,
 
-    /// Partitions to create the topic with, if it does not exist yet
+    /// Partitions to create the topic with, if it does not exist yet (embedded log; on Kafka
+    /// the topic must exist or the broker creates it)
     #[arg(long, default_value_t = 1)]
     pub partitions: i32,
 }
 
 /// Options of the batch jobs (extract, transform, filtered-writes).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct JobArgs {
     /// SQL file to run instead of the shipped query (input table: events)
     #[arg(long, value_name = "FILE")]
@@ -103,6 +124,32 @@ pub struct JobArgs {
     /// Hive partition columns of the output, outermost first (as Spark's partitionBy)
     #[arg(long, value_delimiter = ',', value_name = "COLUMN")]
     pub partition_by: Option<Vec<String>>,
+
+    /// Where to start each partition: earliest, or JSON {"events":{"0":23,"1":-2}} (-2 earliest)
+    #[arg(long, default_value = "earliest", value_name = "earliest|JSON")]
+    pub starting_offsets: String,
+
+    /// Where to stop each partition (exclusive): latest, or JSON {"events":{"0":50,"1":-1}} (-1 latest)
+    ///
+    /// Resolved once when the run starts; events produced later are left for the next run.
+    #[arg(long, default_value = "latest", value_name = "latest|JSON")]
+    pub ending_offsets: String,
+
+    /// Start at the first record whose timestamp is at least this (ms since the epoch); wins over --starting-offsets
+    #[arg(long, value_name = "MS")]
+    pub starting_timestamp: Option<i64>,
+
+    /// Stop before the first record whose timestamp is at least this (ms); wins over --ending-offsets
+    #[arg(long, value_name = "MS")]
+    pub ending_timestamp: Option<i64>,
+
+    /// Fail when a starting offset is below the log start (records deleted); false skips them with a warning
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub fail_on_data_loss: bool,
+
+    /// Add Spark's headers column (array of key/value structs) to the events
+    #[arg(long)]
+    pub include_headers: bool,
 
     /// Start a new Parquet file after this many rows
     #[arg(long, env = "BNETL_MAX_ROWS_PER_FILE", default_value_t = 4 * 1024 * 1024)]
@@ -141,4 +188,22 @@ pub struct DemoArgs {
     /// Folder for the demo's log and warehouse, emptied first [default: <data-dir>/demo]
     #[arg(long)]
     pub dir: Option<PathBuf>,
+}
+
+impl Default for JobArgs {
+    /// The defaults clap gives when no option is set.
+    fn default() -> Self {
+        JobArgs {
+            query: None,
+            table: None,
+            partition_by: None,
+            starting_offsets: "earliest".into(),
+            ending_offsets: "latest".into(),
+            starting_timestamp: None,
+            ending_timestamp: None,
+            fail_on_data_loss: true,
+            include_headers: false,
+            max_rows_per_file: crate::sink::RollPolicy::default().max_rows_per_file,
+        }
+    }
 }

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use crate::cli::{GlobalArgs, JobArgs};
 use crate::error::{Error, Result};
 use crate::sink::{RollPolicy, TableSpec, Warehouse};
-use crate::source::TopicLog;
+use crate::source::offsets::OffsetSpec;
+use crate::source::{KafkaLog, ReadBounds, TopicLog};
 use crate::transform::queries::Query;
+use std::time::Duration;
 
 /// Settings every command shares.
 #[derive(Debug, Clone)]
@@ -25,12 +27,27 @@ pub struct Settings {
 impl Settings {
     /// Validates the global options.
     pub fn from_args(args: &GlobalArgs) -> Result<Self> {
-        Self::for_data_dir(
+        let mut settings = Self::for_data_dir(
             args.data_dir.clone(),
             args.warehouse.as_deref(),
             &args.topic,
             args.quiet,
-        )
+        )?;
+        let properties = parse_properties(&args.kafka_properties)?;
+        match args.brokers.as_deref().map(str::trim) {
+            Some("") => return Err(Error::Usage("--brokers is empty".into())),
+            Some(brokers) => {
+                let timeout = Duration::from_millis(args.kafka_timeout_ms.max(1));
+                settings.log = TopicLog::Kafka(KafkaLog::new(brokers, properties, timeout));
+            }
+            None if !properties.is_empty() => {
+                return Err(Error::Usage(
+                    "-X sets Kafka properties, but no --brokers is given".into(),
+                ));
+            }
+            None => {}
+        }
+        Ok(settings)
     }
 
     /// Settings for `data_dir`, with the warehouse defaulting to `<data_dir>/warehouse`.
@@ -53,6 +70,19 @@ impl Settings {
             quiet,
         })
     }
+}
+
+/// `-X key=value` pairs.
+fn parse_properties(pairs: &[String]) -> Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                Ok((key.trim().to_owned(), value.to_owned()))
+            }
+            _ => Err(Error::Usage(format!("-X {pair:?}: expected KEY=VALUE"))),
+        })
+        .collect()
 }
 
 /// Kafka's rule for topic names: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -113,11 +143,27 @@ pub struct JobSettings {
     pub query: Query,
     /// The output table.
     pub table: TableSpec,
+    /// Which offsets to read.
+    pub bounds: ReadBounds,
+    /// Add the `headers` column.
+    pub include_headers: bool,
 }
 
 impl JobSettings {
     /// Validates a job's options; a missing `--query` file is a usage error.
-    pub fn from_args(job: &JobDefinition, args: &JobArgs) -> Result<Self> {
+    pub fn from_args(job: &JobDefinition, args: &JobArgs, topic: &str) -> Result<Self> {
+        let offsets = |flag: &str, text: &str| {
+            OffsetSpec::parse(text, topic)
+                .map_err(|e| Error::Usage(format!("--{flag} {text}: {e}")))
+        };
+        let bounds = ReadBounds {
+            starting: offsets("starting-offsets", &args.starting_offsets)?,
+            ending: offsets("ending-offsets", &args.ending_offsets)?,
+            starting_timestamp: args.starting_timestamp,
+            ending_timestamp: args.ending_timestamp,
+            fail_on_data_loss: args.fail_on_data_loss,
+        };
+        bounds.validate().map_err(Error::Usage)?;
         let query = Query::load(job.query_name, job.query, args.query.as_deref())?;
         let name = args.table.clone().unwrap_or_else(|| job.table.to_owned());
         validate_table(&name)?;
@@ -141,6 +187,8 @@ impl JobSettings {
                     ..RollPolicy::default()
                 },
             },
+            bounds,
+            include_headers: args.include_headers,
         })
     }
 }
@@ -168,6 +216,42 @@ mod tests {
     }
 
     #[test]
+    fn read_options_are_checked_before_any_io() {
+        let job = crate::commands::extract::JOB;
+        let with = |starting: &str, ending: &str| JobArgs {
+            starting_offsets: starting.into(),
+            ending_offsets: ending.into(),
+            ..JobArgs::default()
+        };
+        let ok = JobSettings::from_args(&job, &with(r#"{"events":{"0":5}}"#, "latest"), "events")
+            .unwrap();
+        assert_eq!(ok.bounds.starting, OffsetSpec::Partitions([(0, 5)].into()));
+        for (starting, ending, expected) in [
+            ("latest", "latest", "not allowed for a batch read"),
+            ("earliest", "earliest", "not allowed"),
+            (r#"{"games":{"0":1}}"#, "latest", "names topic games"),
+            ("{not json", "latest", "expected earliest, latest or JSON"),
+        ] {
+            let err = JobSettings::from_args(&job, &with(starting, ending), "events").unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn kafka_properties_need_key_value_and_brokers() {
+        assert_eq!(
+            parse_properties(&["fetch.wait.max.ms=10".into(), "sasl.password=a=b".into()]).unwrap(),
+            vec![
+                ("fetch.wait.max.ms".into(), "10".into()),
+                ("sasl.password".into(), "a=b".into())
+            ]
+        );
+        assert!(parse_properties(&["novalue".into()]).is_err());
+        assert!(parse_properties(&["=x".into()]).is_err());
+    }
+
+    #[test]
     fn a_missing_query_file_is_a_usage_error() {
         let job = JobDefinition {
             name: "transform",
@@ -178,11 +262,9 @@ mod tests {
         };
         let args = JobArgs {
             query: Some("/no/such/file.sql".into()),
-            table: None,
-            partition_by: None,
-            max_rows_per_file: 10,
+            ..JobArgs::default()
         };
-        let err = JobSettings::from_args(&job, &args).unwrap_err();
+        let err = JobSettings::from_args(&job, &args, "events").unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(crate::error::chain(&err).contains("/no/such/file.sql"));
     }

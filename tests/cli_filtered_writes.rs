@@ -79,7 +79,7 @@ fn spark_reads_the_purchases_table_back() {
     assert!(out.starts_with(PURCHASES_BY_TYPE), "{out}");
     assert!(
         out.contains(
-            "['Accept', 'Host', 'User-Agent', 'event_type', 'offset', 'partition', 'timestamp']"
+            "['Accept', 'Host', 'User-Agent', 'event_type', 'key', 'offset', 'partition', 'timestamp', 'timestampType', 'topic']"
         ),
         "{out}"
     );

@@ -18,8 +18,8 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::server;
 use crate::settings::{JobSettings, Settings};
+use crate::source::Producer;
 use crate::source::embedded::LOG_FILE;
-use crate::source::{Producer, TopicLog};
 use crate::transform::session;
 
 /// The seed's traffic: `ab -n N -H "Host: HOST" http://localhost:5000PATH`, in order.
@@ -60,8 +60,8 @@ pub async fn run(
     let settings = Settings::for_data_dir(dir.clone(), None, &global.topic, global.quiet)?;
     println!("bnetl demo: the seed walkthrough in {}", dir.display());
 
-    let TopicLog::Embedded(log) = &settings.log;
-    let (producer, writer) = Producer::start(log, &settings.topic)?;
+    let (producer, writer) =
+        Producer::start(&settings.log, &settings.topic, Duration::from_secs(5))?;
     let (listener, addr) = server::bind("127.0.0.1:0").await?;
     let shutdown = CancellationToken::new();
     let server_task = tokio::spawn(server::run(
@@ -87,13 +87,8 @@ pub async fn run(
     );
 
     for definition in [extract::JOB, transform::JOB, filtered_writes::JOB] {
-        let job_args = JobArgs {
-            query: None,
-            table: None,
-            partition_by: None,
-            max_rows_per_file: crate::sink::RollPolicy::default().max_rows_per_file,
-        };
-        let job_settings = JobSettings::from_args(&definition, &job_args)?;
+        let job_settings =
+            JobSettings::from_args(&definition, &JobArgs::default(), &settings.topic)?;
         let summary = job::run(&settings, &job_settings, progress, cancel).await?;
         println!("  {}", summary.line());
     }

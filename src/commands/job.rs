@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::progress::{Progress, ReadProgress};
 use crate::settings::{JobSettings, Settings};
 use crate::sink::{self, RollPolicy, TableSpec, WriteSummary};
-use crate::source::{Message, OffsetRange, SourceError, TopicLog, offsets};
+use crate::source::{self, Message, OffsetRange, SourceError, TopicLog, offsets};
 use crate::transform::QueryError;
 use crate::transform::session::{self, OpenStream};
 
@@ -40,6 +40,8 @@ pub struct JobSummary {
     pub bytes: u64,
     /// Messages quarantined in `_bad_records`.
     pub bad_records: u64,
+    /// Offsets skipped as data loss (`--fail-on-data-loss false`).
+    pub lost_offsets: u64,
     /// The table written.
     pub written: WriteSummary,
     /// Wall time of the run.
@@ -65,7 +67,11 @@ impl JobSummary {
             BAD_RECORDS_TABLE,
             secs,
             self.messages as f64 / secs.max(1e-9),
-        )
+        ) + &if self.lost_offsets > 0 {
+            format!("; {} offset(s) lost below the log start", self.lost_offsets)
+        } else {
+            String::new()
+        }
     }
 }
 
@@ -80,7 +86,9 @@ pub async fn run(
     let started = Instant::now();
     let log = settings.log.clone();
     let topic = settings.topic.clone();
-    let ranges = blocking(move || log.snapshot(&topic)).await??;
+    let bounds = job.bounds.clone();
+    let snapshot = blocking(move || source::snapshot(&log, &topic, &bounds)).await??;
+    let ranges = snapshot.ranges;
     tracing::info!(topic = settings.topic, ranges = ?ranges, "snapshotted offsets");
 
     let scan = scan_topic(
@@ -90,14 +98,14 @@ pub async fn run(
         cancel,
     )
     .await?;
-    let schema = Arc::new(scan.inference.finish());
+    let schema = Arc::new(scan.inference.finish(job.include_headers));
 
     let ctx = session::new_context();
     let open = events_stream(
         settings.log.clone(),
         settings.topic.clone(),
         ranges.clone(),
-        EventDecoder::new(Arc::clone(&schema)),
+        EventDecoder::new(Arc::clone(&schema), &settings.topic),
         progress.reading("decode", &settings.topic, &ranges),
     );
     session::register_stream(&ctx, "events", schema.arrow(), open)?;
@@ -159,6 +167,7 @@ pub async fn run(
         messages: scan.messages,
         bytes: scan.bytes,
         bad_records: scan.bad.len() as u64,
+        lost_offsets: snapshot.lost.iter().map(|l| l.skipped()).sum(),
         written,
         elapsed: started.elapsed(),
     })

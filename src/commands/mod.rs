@@ -72,7 +72,7 @@ async fn run_job(
     shutdown: &CancellationToken,
 ) -> Result<()> {
     let settings = Settings::from_args(&cli.global)?;
-    let job_settings = JobSettings::from_args(definition, args)?;
+    let job_settings = JobSettings::from_args(definition, args, &settings.topic)?;
     let summary = job::run(&settings, &job_settings, progress, shutdown).await?;
     if !settings.quiet {
         eprintln!("{}", summary.line());

@@ -9,8 +9,40 @@ use crate::server::now_ms;
 use crate::settings::Settings;
 use crate::source::{Record, TopicLog};
 
-/// Records per append transaction.
+/// Records per append transaction on the embedded log.
 const CHUNK: usize = 64 * 1024;
+
+/// The input's lines as records (without their `\n`); a read error ends the iteration and is
+/// kept in `error`.
+struct Lines {
+    reader: Box<dyn BufRead>,
+    error: Option<std::io::Error>,
+}
+
+impl Iterator for Lines {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        let mut line = Vec::new();
+        match self.reader.read_until(b'\n', &mut line) {
+            Ok(0) => None,
+            Ok(_) => {
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                Some(Record {
+                    value: line,
+                    timestamp_ms: now_ms(),
+                    ..Record::default()
+                })
+            }
+            Err(e) => {
+                self.error = Some(e);
+                None
+            }
+        }
+    }
+}
 
 /// Appends the lines of the input to the topic; returns how many.
 pub fn run(settings: &Settings, args: &ProduceArgs) -> Result<u64> {
@@ -26,37 +58,32 @@ pub fn run(settings: &Settings, args: &ProduceArgs) -> Result<u64> {
             (Box::new(file), path.display().to_string())
         }
     };
-    let TopicLog::Embedded(log) = &settings.log;
-    let mut writer = log.writer()?;
-    writer.ensure_topic(&settings.topic, args.partitions)?;
-    let mut reader = BufReader::with_capacity(1 << 20, input);
-    let mut chunk: Vec<Record> = Vec::with_capacity(CHUNK);
-    let mut total = 0u64;
-    loop {
-        let mut line = Vec::new();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(Error::io(format!("read {name}")))?;
-        if read == 0 {
-            break;
+    let mut lines = Lines {
+        reader: Box::new(BufReader::with_capacity(1 << 20, input)),
+        error: None,
+    };
+    let total = match &settings.log {
+        TopicLog::Embedded(log) => {
+            let mut writer = log.writer()?;
+            writer.ensure_topic(&settings.topic, args.partitions)?;
+            let mut total = 0u64;
+            loop {
+                let chunk: Vec<Record> = lines.by_ref().take(CHUNK).collect();
+                if chunk.is_empty() {
+                    break;
+                }
+                writer.append(&settings.topic, &chunk)?;
+                total += chunk.len() as u64;
+            }
+            total
         }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-        }
-        chunk.push(Record {
-            value: line,
-            timestamp_ms: now_ms(),
-            ..Record::default()
-        });
-        if chunk.len() == CHUNK {
-            writer.append(&settings.topic, &chunk)?;
-            total += chunk.len() as u64;
-            chunk.clear();
-        }
-    }
-    if !chunk.is_empty() {
-        writer.append(&settings.topic, &chunk)?;
-        total += chunk.len() as u64;
+        TopicLog::Kafka(log) => log.produce_all(&settings.topic, lines.by_ref())?,
+    };
+    if let Some(e) = lines.error {
+        // Everything before the failed read is stored; say how much.
+        return Err(Error::io(format!(
+            "read {name} after {total} lines were produced"
+        ))(e));
     }
     if !settings.quiet {
         let secs = started.elapsed().as_secs_f64();

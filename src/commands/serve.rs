@@ -8,19 +8,19 @@ use crate::cli::ServeArgs;
 use crate::error::{Error, Result};
 use crate::server;
 use crate::settings::Settings;
-use crate::source::{Producer, TopicLog};
+use crate::source::Producer;
 
 /// Serves until `shutdown`, then waits until every acknowledged event is committed.
 pub async fn run(settings: &Settings, args: &ServeArgs, shutdown: CancellationToken) -> Result<()> {
-    let TopicLog::Embedded(log) = &settings.log;
-    let (producer, writer) = Producer::start(log, &settings.topic)?;
+    let ack_timeout = Duration::from_millis(args.ack_timeout_ms);
+    let (producer, writer) = Producer::start(&settings.log, &settings.topic, ack_timeout)?;
     let (listener, addr) = server::bind(&args.addr).await?;
     eprintln!(
         "bnetl: serving the game API on http://{addr}/ -> topic {} in {}",
         settings.topic,
         settings.log.describe()
     );
-    let router = server::router(producer, Duration::from_millis(args.ack_timeout_ms));
+    let router = server::router(producer, ack_timeout);
     let served = server::run(listener, router, shutdown).await;
     // The router (and with it every producer handle) is gone; the writer drains and stops.
     tokio::task::spawn_blocking(move || writer.finish())

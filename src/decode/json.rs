@@ -9,14 +9,15 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
-    TimestampMillisecondBuilder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
+    ListBuilder, StringBuilder, StructBuilder, TimestampMillisecondBuilder,
 };
+use arrow::datatypes::{DataType, Field};
 use arrow::record_batch::RecordBatch;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::schema::{ColumnType, EventSchema, JsonKind, SchemaInference};
+use super::schema::{ColumnType, EventSchema, JsonKind, SchemaInference, header_fields};
 use super::{BadRecord, DecodeError};
 use crate::source::Message;
 
@@ -111,6 +112,7 @@ pub fn scan(messages: &[Message], inference: &mut SchemaInference) -> Vec<BadRec
 #[derive(Debug, Clone)]
 pub struct EventDecoder {
     schema: Arc<EventSchema>,
+    topic: String,
 }
 
 enum ColumnBuilder {
@@ -168,10 +170,87 @@ fn unquote(raw: &str) -> Option<Cow<'_, str>> {
     }
 }
 
+/// Builders of the Kafka metadata columns, in [`super::schema::METADATA_COLUMNS`] order.
+struct MetadataColumns {
+    keys: BinaryBuilder,
+    topics: StringBuilder,
+    partitions: Int32Builder,
+    offsets: Int64Builder,
+    timestamps: TimestampMillisecondBuilder,
+    timestamp_types: Int32Builder,
+    headers: Option<ListBuilder<StructBuilder>>,
+}
+
+impl MetadataColumns {
+    fn new(rows: usize, include_headers: bool) -> Self {
+        let headers = include_headers.then(|| {
+            let header = StructBuilder::new(
+                header_fields(),
+                vec![
+                    Box::new(StringBuilder::new()),
+                    Box::new(BinaryBuilder::new()),
+                ],
+            );
+            ListBuilder::with_capacity(header, rows).with_field(Arc::new(Field::new_list_field(
+                DataType::Struct(header_fields()),
+                false,
+            )))
+        });
+        MetadataColumns {
+            keys: BinaryBuilder::with_capacity(rows, 0),
+            topics: StringBuilder::with_capacity(rows, rows * 8),
+            partitions: Int32Builder::with_capacity(rows),
+            offsets: Int64Builder::with_capacity(rows),
+            timestamps: TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            timestamp_types: Int32Builder::with_capacity(rows),
+            headers,
+        }
+    }
+
+    fn append(&mut self, topic: &str, message: &Message) {
+        self.keys.append_option(message.key.as_deref());
+        self.topics.append_value(topic);
+        self.partitions.append_value(message.partition);
+        self.offsets.append_value(message.offset);
+        self.timestamps.append_value(message.timestamp_ms);
+        self.timestamp_types.append_value(message.timestamp_type);
+        if let Some(list) = &mut self.headers {
+            let header = list.values();
+            for (key, value) in &message.headers {
+                header
+                    .field_builder::<StringBuilder>(0)
+                    .expect("headers field 0 is a string")
+                    .append_value(key);
+                header
+                    .field_builder::<BinaryBuilder>(1)
+                    .expect("headers field 1 is binary")
+                    .append_option(value.as_deref());
+                header.append(true);
+            }
+            list.append(true);
+        }
+    }
+
+    fn finish(mut self, arrays: &mut Vec<ArrayRef>) {
+        arrays.push(Arc::new(self.keys.finish()));
+        arrays.push(Arc::new(self.topics.finish()));
+        arrays.push(Arc::new(self.partitions.finish()));
+        arrays.push(Arc::new(self.offsets.finish()));
+        arrays.push(Arc::new(self.timestamps.finish()));
+        arrays.push(Arc::new(self.timestamp_types.finish()));
+        if let Some(mut headers) = self.headers {
+            arrays.push(Arc::new(headers.finish()));
+        }
+    }
+}
+
 impl EventDecoder {
-    /// A decoder producing batches of `schema`.
-    pub fn new(schema: Arc<EventSchema>) -> Self {
-        EventDecoder { schema }
+    /// A decoder producing batches of `schema` for messages of `topic`.
+    pub fn new(schema: Arc<EventSchema>, topic: &str) -> Self {
+        EventDecoder {
+            schema,
+            topic: topic.to_owned(),
+        }
     }
 
     /// The schema of the batches this decoder produces.
@@ -188,9 +267,7 @@ impl EventDecoder {
             .iter()
             .map(|c| ColumnBuilder::new(c.column_type, rows))
             .collect();
-        let mut timestamps = TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC");
-        let mut partitions = Int32Builder::with_capacity(rows);
-        let mut offsets = Int64Builder::with_capacity(rows);
+        let mut metadata = MetadataColumns::new(rows, self.schema.include_headers());
         let mut slots: Vec<Option<&RawValue>> = vec![None; columns.len()];
         for message in messages {
             slots.iter_mut().for_each(|s| *s = None);
@@ -205,14 +282,10 @@ impl EventDecoder {
             for (builder, slot) in columns.iter_mut().zip(&slots) {
                 builder.append(*slot);
             }
-            timestamps.append_value(message.timestamp_ms);
-            partitions.append_value(message.partition);
-            offsets.append_value(message.offset);
+            metadata.append(&self.topic, message);
         }
         let mut arrays: Vec<ArrayRef> = columns.iter_mut().map(ColumnBuilder::finish).collect();
-        arrays.push(Arc::new(timestamps.finish()));
-        arrays.push(Arc::new(partitions.finish()));
-        arrays.push(Arc::new(offsets.finish()));
+        metadata.finish(&mut arrays);
         RecordBatch::try_new(self.schema.arrow(), arrays).map_err(DecodeError::Arrow)
     }
 }
@@ -228,8 +301,10 @@ mod tests {
             partition: 0,
             offset,
             timestamp_ms: 1_530_000_000_000 + offset,
+            timestamp_type: 0,
             key: None,
             value: Some(value.to_vec()),
+            headers: Vec::new(),
         }
     }
 
@@ -246,7 +321,7 @@ mod tests {
     fn decode_all(messages: &[Message]) -> (RecordBatch, Vec<BadRecord>) {
         let mut inference = SchemaInference::default();
         let bad = scan(messages, &mut inference);
-        let decoder = EventDecoder::new(Arc::new(inference.finish()));
+        let decoder = EventDecoder::new(Arc::new(inference.finish(false)), "events");
         (decoder.decode(messages).unwrap(), bad)
     }
 
@@ -353,6 +428,52 @@ mod tests {
             9.5
         );
         assert!(batch.column_by_name("Accept").unwrap().is_null(0));
+    }
+
+    #[test]
+    fn metadata_columns_follow_sparks_kafka_source_and_headers_are_opt_in() {
+        let mut with_headers = message(7, br#"{"event_type":"default"}"#);
+        with_headers.key = Some(b"player-1".to_vec());
+        with_headers.headers = vec![
+            ("trace".into(), Some(b"t1".to_vec())),
+            ("none".into(), None),
+        ];
+        let messages = [message(6, br#"{"event_type":"default"}"#), with_headers];
+        let mut inference = SchemaInference::default();
+        scan(&messages, &mut inference);
+        let decoder = EventDecoder::new(Arc::new(inference.finish(true)), "events");
+        let batch = decoder.decode(&messages).unwrap();
+        let schema = batch.schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(
+            names[4..],
+            [
+                "key",
+                "topic",
+                "partition",
+                "offset",
+                "timestamp",
+                "timestampType",
+                "headers"
+            ]
+        );
+        assert!(batch.column_by_name("key").unwrap().is_null(0));
+        assert_eq!(
+            batch
+                .column_by_name("key")
+                .unwrap()
+                .as_binary::<i32>()
+                .value(1),
+            b"player-1"
+        );
+        assert_eq!(strings(&batch, "topic")[1].as_deref(), Some("events"));
+        let headers = batch.column_by_name("headers").unwrap().as_list::<i32>();
+        assert_eq!(headers.value(0).len(), 0);
+        let second = headers.value(1);
+        let second = second.as_struct();
+        assert_eq!(second.column(0).as_string::<i32>().value(1), "none");
+        assert!(second.column(1).is_null(1));
+        assert_eq!(second.column(1).as_binary::<i32>().value(0), b"t1");
     }
 
     #[test]

@@ -27,7 +27,17 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 pub const CORE_COLUMNS: [&str; 4] = ["event_type", "Host", "User-Agent", "Accept"];
 
 /// Columns bnetl adds from the record itself, after the JSON fields.
-pub const METADATA_COLUMNS: [&str; 3] = ["timestamp", "partition", "offset"];
+/// Named and typed as Spark's Kafka source names them (`value` is replaced by the JSON fields);
+/// `headers` only exists when asked for, but its name is always reserved.
+pub const METADATA_COLUMNS: [&str; 7] = [
+    "key",
+    "topic",
+    "partition",
+    "offset",
+    "timestamp",
+    "timestampType",
+    "headers",
+];
 
 /// The kind of one JSON value, as seen while inferring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +122,8 @@ impl SchemaInference {
     }
 
     /// The schema of everything observed so far.
-    pub fn finish(&self) -> EventSchema {
+    /// With `include_headers`, the schema ends with Spark's `headers` column.
+    pub fn finish(&self, include_headers: bool) -> EventSchema {
         let mut fields: BTreeMap<&str, ColumnType> = CORE_COLUMNS
             .iter()
             .map(|&name| (name, ColumnType::Utf8))
@@ -138,7 +149,7 @@ impl SchemaInference {
                 }
             })
             .collect();
-        EventSchema::new(json_columns)
+        EventSchema::new(json_columns, include_headers)
     }
 
     /// True when `candidate` (a renamed column) would collide with another JSON field.
@@ -165,15 +176,16 @@ pub struct EventSchema {
     pub json_columns: Vec<JsonColumn>,
     index: FieldMap<usize>,
     arrow: SchemaRef,
+    include_headers: bool,
 }
 
 impl EventSchema {
-    fn new(json_columns: Vec<JsonColumn>) -> Self {
+    fn new(json_columns: Vec<JsonColumn>, include_headers: bool) -> Self {
         let mut fields: Vec<Field> = json_columns
             .iter()
             .map(|c| Field::new(&c.column, c.column_type.data_type(), true))
             .collect();
-        fields.extend(metadata_fields());
+        fields.extend(metadata_fields(include_headers));
         let index = json_columns
             .iter()
             .enumerate()
@@ -183,6 +195,7 @@ impl EventSchema {
             json_columns,
             index,
             arrow: Arc::new(Schema::new(fields)),
+            include_headers,
         }
     }
 
@@ -191,22 +204,51 @@ impl EventSchema {
         self.index.get(name).copied()
     }
 
+    /// True when the schema ends with the `headers` column.
+    pub fn include_headers(&self) -> bool {
+        self.include_headers
+    }
+
     /// The Arrow schema.
     pub fn arrow(&self) -> SchemaRef {
         Arc::clone(&self.arrow)
     }
 }
 
-fn metadata_fields() -> [Field; 3] {
-    [
+fn metadata_fields(include_headers: bool) -> Vec<Field> {
+    let mut fields = vec![
+        Field::new("key", DataType::Binary, true),
+        Field::new("topic", DataType::Utf8, false),
+        Field::new("partition", DataType::Int32, false),
+        Field::new("offset", DataType::Int64, false),
         Field::new(
             "timestamp",
             DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
             false,
         ),
-        Field::new("partition", DataType::Int32, false),
-        Field::new("offset", DataType::Int64, false),
+        Field::new("timestampType", DataType::Int32, false),
+    ];
+    if include_headers {
+        fields.push(Field::new("headers", headers_type(), true));
+    }
+    fields
+}
+
+/// Spark's `headers`: `array<struct<key: string, value: binary>>`.
+pub fn headers_type() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(
+        DataType::Struct(header_fields()),
+        false,
+    )))
+}
+
+/// The fields of one header.
+pub fn header_fields() -> arrow::datatypes::Fields {
+    vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("value", DataType::Binary, true),
     ]
+    .into()
 }
 
 #[cfg(test)]
@@ -228,7 +270,7 @@ mod tests {
         for name in ["event_type", "Host", "User-Agent", "Accept"] {
             inference.observe(name, JsonKind::String);
         }
-        let schema = inference.finish();
+        let schema = inference.finish(false);
         assert_eq!(
             names(&schema),
             [
@@ -236,16 +278,19 @@ mod tests {
                 "Host",
                 "User-Agent",
                 "event_type",
-                "timestamp",
+                "key",
+                "topic",
                 "partition",
-                "offset"
+                "offset",
+                "timestamp",
+                "timestampType"
             ]
         );
     }
 
     #[test]
     fn core_columns_exist_without_any_event() {
-        let schema = SchemaInference::default().finish();
+        let schema = SchemaInference::default().finish(false);
         assert_eq!(schema.json_columns.len(), 4);
         assert!(
             schema
@@ -273,7 +318,7 @@ mod tests {
                 inference.observe(name, *kind);
             }
         }
-        let schema = inference.finish();
+        let schema = inference.finish(false);
         let type_of = |name: &str| schema.json_columns[schema.column_of(name).unwrap()].column_type;
         assert_eq!(type_of("only_int"), ColumnType::Int64);
         assert_eq!(type_of("int_float"), ColumnType::Float64);
@@ -294,13 +339,18 @@ mod tests {
         let mut inference = SchemaInference::default();
         inference.observe("timestamp", JsonKind::String);
         inference.observe("offset", JsonKind::Int);
-        let schema = inference.finish();
+        inference.observe("headers", JsonKind::Nested);
+        let schema = inference.finish(false);
         let columns = names(&schema);
         assert!(
             columns.contains(&"json_timestamp".to_owned()),
             "{columns:?}"
         );
         assert!(columns.contains(&"json_offset".to_owned()), "{columns:?}");
+        assert!(
+            columns.contains(&"json_headers".to_owned()),
+            "reserved even when not included"
+        );
         assert_eq!(columns.iter().filter(|c| *c == "timestamp").count(), 1);
     }
 

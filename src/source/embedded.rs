@@ -7,6 +7,7 @@
 //! come from a per-partition `next_offset` counter, so they only ever increase, even if old
 //! records are deleted.
 
+use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use super::offsets::Watermark;
 use super::{Message, OffsetRange, Record, SourceError};
 
 /// File name of the embedded log inside the data dir.
@@ -107,8 +109,8 @@ impl EmbeddedLog {
         })
     }
 
-    /// Snapshots `[low, high)` of every partition of `topic`.
-    pub fn snapshot(&self, topic: &str) -> Result<Vec<OffsetRange>, SourceError> {
+    /// The `[low, high)` watermarks of every partition of `topic`, read in one transaction.
+    pub fn watermarks(&self, topic: &str) -> Result<Vec<Watermark>, SourceError> {
         let conn = self.open_reader(topic)?;
         let watermarks = |source| SourceError::Watermarks {
             topic: topic.to_owned(),
@@ -131,10 +133,10 @@ impl EmbeddedLog {
                     let partition: i32 = row.get(0)?;
                     let high: i64 = row.get(1)?;
                     let low: Option<i64> = row.get(2)?;
-                    Ok(OffsetRange {
+                    Ok(Watermark {
                         partition,
-                        start: low.unwrap_or(high),
-                        end: high,
+                        low: low.unwrap_or(high),
+                        high,
                     })
                 })
                 .map_err(watermarks)?;
@@ -150,6 +152,35 @@ impl EmbeddedLog {
             });
         }
         Ok(ranges)
+    }
+
+    /// Per partition, the first offset whose timestamp is at least `timestamp_ms`, as Kafka's
+    /// offsets-for-times answers it.
+    pub fn offsets_for_times(
+        &self,
+        topic: &str,
+        timestamp_ms: i64,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, Option<i64>>, SourceError> {
+        let conn = self.open_reader(topic)?;
+        let err = |source| SourceError::Watermarks {
+            topic: topic.to_owned(),
+            source,
+        };
+        let mut stmt = conn
+            .prepare(
+                "SELECT MIN(offset) FROM records
+                  WHERE topic = ?1 AND partition = ?2 AND timestamp >= ?3",
+            )
+            .map_err(err)?;
+        let mut answer = BTreeMap::new();
+        for &partition in partitions {
+            let offset: Option<i64> = stmt
+                .query_row(params![topic, partition, timestamp_ms], |row| row.get(0))
+                .map_err(err)?;
+            answer.insert(partition, offset);
+        }
+        Ok(answer)
     }
 
     /// Reads `ranges` of `topic` in offset order; see [`super::TopicLog::read`].
@@ -171,7 +202,7 @@ impl EmbeddedLog {
             };
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT offset, timestamp, key, value FROM records
+                    "SELECT offset, timestamp, key, value, headers FROM records
                       WHERE topic = ?1 AND partition = ?2 AND offset >= ?3 AND offset < ?4
                       ORDER BY offset",
                 )
@@ -186,8 +217,16 @@ impl EmbeddedLog {
                     partition: range.partition,
                     offset: row.get(0).map_err(read_err)?,
                     timestamp_ms: row.get(1).map_err(read_err)?,
+                    timestamp_type: 0,
                     key: row.get(2).map_err(read_err)?,
                     value: row.get(3).map_err(read_err)?,
+                    headers: decode_headers(
+                        row.get_ref(4)
+                            .map_err(read_err)?
+                            .as_blob_or_null()
+                            .ok()
+                            .flatten(),
+                    ),
                 };
                 last = Some(message.offset);
                 batch.push(message);
@@ -347,13 +386,21 @@ fn key_partition(key: &[u8], partitions: i32) -> i32 {
     (hasher.finish() % partitions.max(1) as u64) as i32
 }
 
-/// Headers as stored: `None` when there are none, else a JSON array of `[name, [bytes…]]`.
-fn encode_headers(headers: &[(String, Vec<u8>)]) -> Option<Vec<u8>> {
+/// Headers as stored: `None` when there are none, else a JSON array of `[name, [bytes…] | null]`.
+fn encode_headers(headers: &[(String, Option<Vec<u8>>)]) -> Option<Vec<u8>> {
     if headers.is_empty() {
         None
     } else {
         serde_json::to_vec(headers).ok()
     }
+}
+
+/// Inverse of [`encode_headers`]; bnetl wrote the column, so a value it cannot read is a
+/// corrupted file and yields no headers rather than failing the read.
+fn decode_headers(stored: Option<&[u8]>) -> Vec<(String, Option<Vec<u8>>)> {
+    stored
+        .and_then(|bytes| serde_json::from_slice(bytes).ok())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -366,6 +413,18 @@ mod tests {
             timestamp_ms: 1_700_000_000_000,
             ..Record::default()
         }
+    }
+
+    fn ranges(log: &EmbeddedLog, topic: &str) -> Vec<OffsetRange> {
+        log.watermarks(topic)
+            .unwrap()
+            .iter()
+            .map(|w| OffsetRange {
+                partition: w.partition,
+                start: w.low,
+                end: w.high,
+            })
+            .collect()
     }
 
     fn read_all(log: &EmbeddedLog, topic: &str, ranges: &[OffsetRange]) -> Vec<Message> {
@@ -390,7 +449,7 @@ mod tests {
         assert_eq!(first, vec![(0, 0), (0, 1)]);
         assert_eq!(second, vec![(0, 2)]);
 
-        let ranges = log.snapshot("events").unwrap();
+        let ranges = ranges(&log, "events");
         assert_eq!(
             ranges,
             vec![OffsetRange {
@@ -415,7 +474,7 @@ mod tests {
         let log = EmbeddedLog::new(dir.path());
         let mut writer = log.writer().unwrap();
         writer.append("events", &[record("1")]).unwrap();
-        let ranges = log.snapshot("events").unwrap();
+        let ranges = ranges(&log, "events");
         writer.append("events", &[record("2")]).unwrap();
         assert_eq!(read_all(&log, "events", &ranges).len(), 1);
     }
@@ -429,7 +488,7 @@ mod tests {
         for _ in 0..3 {
             writer.append("t", &[record("x")]).unwrap();
         }
-        let ranges = log.snapshot("t").unwrap();
+        let ranges = ranges(&log, "t");
         assert!(ranges.iter().all(|r| r.len() == 1), "{ranges:?}");
         let keyed = Record {
             key: Some(b"player-1".to_vec()),
@@ -444,14 +503,44 @@ mod tests {
     fn unknown_topic_is_named_in_the_error() {
         let dir = tempfile::tempdir().unwrap();
         let log = EmbeddedLog::new(dir.path());
-        let err = log.snapshot("events").unwrap_err().to_string();
+        let err = log.watermarks("events").unwrap_err().to_string();
         assert!(err.contains("topic events does not exist"), "{err}");
         log.writer()
             .unwrap()
             .append("other", &[record("1")])
             .unwrap();
-        let err = log.snapshot("events").unwrap_err().to_string();
+        let err = log.watermarks("events").unwrap_err().to_string();
         assert!(err.contains("topic events does not exist"), "{err}");
+    }
+
+    #[test]
+    fn headers_and_keys_round_trip_and_times_map_to_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::new(dir.path());
+        let with_headers = Record {
+            key: Some(b"k".to_vec()),
+            headers: vec![
+                ("trace".into(), Some(b"abc".to_vec())),
+                ("empty".into(), None),
+            ],
+            timestamp_ms: 2_000,
+            ..record("x")
+        };
+        let mut writer = log.writer().unwrap();
+        writer.append("events", &[record("a")]).unwrap();
+        writer
+            .append("events", std::slice::from_ref(&with_headers))
+            .unwrap();
+        let messages = read_all(&log, "events", &ranges(&log, "events"));
+        assert_eq!(messages[1].headers, with_headers.headers);
+        assert_eq!(messages[1].key.as_deref(), Some(&b"k"[..]));
+        assert!(messages[0].headers.is_empty());
+        let times = log.offsets_for_times("events", 1_500, &[0]).unwrap();
+        assert_eq!(times[&0], Some(0), "record() is stamped 1_700_000_000_000");
+        let times = log
+            .offsets_for_times("events", 1_700_000_000_001, &[0])
+            .unwrap();
+        assert_eq!(times[&0], None);
     }
 
     #[test]

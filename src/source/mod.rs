@@ -1,23 +1,27 @@
 //! Source stage: a topic log → messages.
 //!
 //! A [`TopicLog`] is where events live: the embedded log (a durable SQLite file under the data
-//! dir, the default) or, later, a Kafka cluster. Batch jobs snapshot its offset ranges once
-//! ([`TopicLog::snapshot`]) and then read exactly those ranges ([`TopicLog::read`]), so events
-//! that arrive during a run are left for the next one. Appends go through [`LogWriter`] or the
-//! group-committing [`Producer`].
-//!
-//! [`LogWriter`]: embedded::LogWriter
+//! dir, the default) or a Kafka cluster (`--brokers`). Batch jobs resolve their offset ranges
+//! once ([`snapshot`]: watermarks plus Spark's starting/ending options) and then read exactly
+//! those ranges ([`TopicLog::read`]), so events that arrive during a run are left for the next
+//! one. Appends go through [`embedded::LogWriter`], the group-committing [`Producer`], or
+//! Kafka's producers.
 
 pub mod embedded;
+pub mod kafka;
 pub mod offsets;
 pub mod producer;
 
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 pub use embedded::EmbeddedLog;
-pub use offsets::OffsetRange;
+pub use kafka::KafkaLog;
+pub use offsets::{OffsetRange, ReadBounds};
 pub use producer::Producer;
+
+use offsets::{DataLoss, ResolveError, Watermark};
 
 /// One message read from a topic partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,10 +32,14 @@ pub struct Message {
     pub offset: i64,
     /// Record timestamp, milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
+    /// Kafka's timestamp type, as Spark's `timestampType`: 0 CreateTime, 1 LogAppendTime.
+    pub timestamp_type: i32,
     /// Optional record key.
     pub key: Option<Vec<u8>>,
     /// Record value; `None` is a tombstone.
     pub value: Option<Vec<u8>>,
+    /// Record headers, in order.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// One record to append to a topic.
@@ -42,7 +50,7 @@ pub struct Record {
     /// The value, stored byte for byte.
     pub value: Vec<u8>,
     /// Record headers, in order.
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
     /// Record timestamp, milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
 }
@@ -52,6 +60,17 @@ pub struct Record {
 pub enum TopicLog {
     /// The embedded durable log under the data dir.
     Embedded(EmbeddedLog),
+    /// A Kafka cluster.
+    Kafka(KafkaLog),
+}
+
+/// The ranges a run reads, resolved once at its start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// One range per partition.
+    pub ranges: Vec<OffsetRange>,
+    /// Offsets skipped because the log no longer holds them (`--fail-on-data-loss false`).
+    pub lost: Vec<DataLoss>,
 }
 
 impl TopicLog {
@@ -60,15 +79,29 @@ impl TopicLog {
         TopicLog::Embedded(EmbeddedLog::new(data_dir))
     }
 
-    /// Snapshots the `[low, high)` watermarks of every partition of `topic`.
-    pub fn snapshot(&self, topic: &str) -> Result<Vec<OffsetRange>, SourceError> {
+    /// The `[low, high)` watermarks of every partition of `topic`.
+    pub fn watermarks(&self, topic: &str) -> Result<Vec<Watermark>, SourceError> {
         match self {
-            TopicLog::Embedded(log) => log.snapshot(topic),
+            TopicLog::Embedded(log) => log.watermarks(topic),
+            TopicLog::Kafka(log) => log.watermarks(topic),
         }
     }
 
-    /// Reads every message of `ranges` in offset order, handing them to `on_batch` in batches of
-    /// at most `batch_rows`. Blocking: call it from a blocking thread. `on_batch` returns
+    /// Per partition, the first offset whose timestamp is at least `timestamp_ms`.
+    pub fn offsets_for_times(
+        &self,
+        topic: &str,
+        timestamp_ms: i64,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, Option<i64>>, SourceError> {
+        match self {
+            TopicLog::Embedded(log) => log.offsets_for_times(topic, timestamp_ms, partitions),
+            TopicLog::Kafka(log) => log.offsets_for_times(topic, timestamp_ms, partitions),
+        }
+    }
+
+    /// Reads every message of `ranges`, handing them to `on_batch` in batches of at most
+    /// `batch_rows`. Blocking: call it from a blocking thread. `on_batch` returns
     /// `ControlFlow::Break` to stop early (the receiver went away).
     pub fn read(
         &self,
@@ -79,6 +112,7 @@ impl TopicLog {
     ) -> Result<(), SourceError> {
         match self {
             TopicLog::Embedded(log) => log.read(topic, ranges, batch_rows, on_batch),
+            TopicLog::Kafka(log) => log.read(topic, ranges, batch_rows, on_batch),
         }
     }
 
@@ -86,8 +120,42 @@ impl TopicLog {
     pub fn describe(&self) -> String {
         match self {
             TopicLog::Embedded(log) => format!("embedded log {}", log.path().display()),
+            TopicLog::Kafka(log) => format!("Kafka at {}", log.brokers()),
         }
     }
+}
+
+/// Resolves the ranges of a bounded read of `topic`: watermarks, then Spark's options.
+pub fn snapshot(log: &TopicLog, topic: &str, bounds: &ReadBounds) -> Result<Snapshot, SourceError> {
+    let watermarks = log.watermarks(topic)?;
+    let partitions: Vec<i32> = watermarks.iter().map(|w| w.partition).collect();
+    let times = |ts: Option<i64>| {
+        ts.map(|ts| log.offsets_for_times(topic, ts, &partitions))
+            .transpose()
+    };
+    let start_times = times(bounds.starting_timestamp)?;
+    let end_times = times(bounds.ending_timestamp)?;
+    let resolved = offsets::resolve(
+        topic,
+        &watermarks,
+        bounds,
+        start_times.as_ref(),
+        end_times.as_ref(),
+    )?;
+    for lost in &resolved.lost {
+        tracing::warn!(
+            topic,
+            partition = lost.partition,
+            requested = lost.requested,
+            log_start = lost.log_start,
+            skipped = lost.skipped(),
+            "data loss: offsets below the log start are skipped (--fail-on-data-loss false)"
+        );
+    }
+    Ok(Snapshot {
+        ranges: resolved.ranges,
+        lost: resolved.lost,
+    })
 }
 
 /// Failures reading or appending to a topic log.
@@ -133,4 +201,22 @@ pub enum SourceError {
     },
     #[error("the log writer for {topic} has stopped")]
     WriterGone { topic: String },
+    #[error("cannot {action}")]
+    Kafka {
+        action: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("{failed} of {sent} records sent to {topic} were not acknowledged by the broker")]
+    NotAcknowledged {
+        topic: String,
+        failed: u64,
+        sent: u64,
+    },
+    #[error(
+        "records of {topic} (partitions {partitions:?}) were deleted while they were read (data loss)"
+    )]
+    DataLossDuringRead { topic: String, partitions: Vec<i32> },
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
 }

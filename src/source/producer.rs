@@ -1,15 +1,19 @@
-//! Group-committing producer for the embedded log: many concurrent senders, one writer thread.
+//! The game API's producer: [`Producer::send`] returns only once the record is stored, so a
+//! caller that answers its client after `send` never acknowledges an event that could be lost.
 //!
-//! Each [`Producer::send`] waits until its record's transaction has committed, so a caller that
-//! answers its client after `send` returns never acknowledges an event that could be lost. The
-//! writer drains whatever is queued into one transaction, which makes the per-commit `fsync`
-//! cheap under load (group commit) without delaying a lone request.
+//! On the embedded log, many concurrent senders feed one writer thread, which drains whatever
+//! is queued into one transaction: the per-commit `fsync` is shared under load (group commit)
+//! without delaying a lone request. On Kafka, an idempotent `acks=all` producer waits for the
+//! broker's acknowledgement, bounded by the ack timeout.
 
+use std::fmt;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
+use rdkafka::producer::{FutureProducer, Producer as _};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{EmbeddedLog, Record, SourceError};
+use super::{EmbeddedLog, Record, SourceError, TopicLog, kafka};
 
 /// Most records committed in one transaction.
 const MAX_GROUP: usize = 4096;
@@ -19,19 +23,63 @@ const QUEUE: usize = 16 * 1024;
 type Ack = oneshot::Sender<Result<(i32, i64), String>>;
 
 /// Cloneable handle that appends records to one topic.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Producer {
     topic: String,
-    tx: mpsc::Sender<(Record, Ack)>,
+    backend: Backend,
 }
 
-/// The writer thread; [`ProducerThread::finish`] waits until every queued record is committed.
-#[derive(Debug)]
-pub struct ProducerThread(JoinHandle<()>);
+#[derive(Clone)]
+enum Backend {
+    Embedded(mpsc::Sender<(Record, Ack)>),
+    Kafka(FutureProducer),
+}
+
+impl fmt::Debug for Producer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let backend = match self.backend {
+            Backend::Embedded(_) => "embedded",
+            Backend::Kafka(_) => "kafka",
+        };
+        f.debug_struct("Producer")
+            .field("topic", &self.topic)
+            .field("backend", &backend)
+            .finish()
+    }
+}
+
+/// What [`ProducerThread::finish`] waits for: the embedded writer thread to commit everything
+/// queued, or Kafka's in-flight records to be acknowledged.
+pub enum ProducerThread {
+    /// The embedded log's writer thread.
+    Embedded(JoinHandle<()>),
+    /// Kafka's producer, flushed on finish.
+    Kafka(FutureProducer),
+}
 
 impl Producer {
-    /// Opens the log for writing and starts the writer thread for `topic`.
+    /// Starts a producer for `topic` on `log`; Kafka deliveries time out after `ack_timeout`.
     pub fn start(
+        log: &TopicLog,
+        topic: &str,
+        ack_timeout: Duration,
+    ) -> Result<(Producer, ProducerThread), SourceError> {
+        match log {
+            TopicLog::Embedded(log) => Self::start_embedded(log, topic),
+            TopicLog::Kafka(log) => {
+                let producer = log.future_producer(ack_timeout)?;
+                Ok((
+                    Producer {
+                        topic: topic.to_owned(),
+                        backend: Backend::Kafka(producer.clone()),
+                    },
+                    ProducerThread::Kafka(producer),
+                ))
+            }
+        }
+    }
+
+    fn start_embedded(
         log: &EmbeddedLog,
         topic: &str,
     ) -> Result<(Producer, ProducerThread), SourceError> {
@@ -81,19 +129,23 @@ impl Producer {
         Ok((
             Producer {
                 topic: topic.to_owned(),
-                tx,
+                backend: Backend::Embedded(tx),
             },
-            ProducerThread(handle),
+            ProducerThread::Embedded(handle),
         ))
     }
 
-    /// Appends one record and waits for its commit. Returns its `(partition, offset)`.
+    /// Appends one record and waits until it is stored. Returns its `(partition, offset)`.
     pub async fn send(&self, record: Record) -> Result<(i32, i64), SourceError> {
+        let tx = match &self.backend {
+            Backend::Embedded(tx) => tx,
+            Backend::Kafka(producer) => return kafka::send(producer, &self.topic, record).await,
+        };
         let (ack_tx, ack_rx) = oneshot::channel();
         let gone = || SourceError::WriterGone {
             topic: self.topic.clone(),
         };
-        self.tx.send((record, ack_tx)).await.map_err(|_| gone())?;
+        tx.send((record, ack_tx)).await.map_err(|_| gone())?;
         match ack_rx.await.map_err(|_| gone())? {
             Ok(position) => Ok(position),
             Err(message) => {
@@ -105,10 +157,21 @@ impl Producer {
 }
 
 impl ProducerThread {
-    /// Blocks until every `Producer` clone is dropped and all queued records are committed.
+    /// Blocks until every queued record is stored: for the embedded log, once every `Producer`
+    /// clone is dropped and the writer has committed; for Kafka, once in-flight records are
+    /// acknowledged (or failed, and their requests were answered 503).
     pub fn finish(self) {
-        if self.0.join().is_err() {
-            tracing::error!("the log writer thread panicked");
+        match self {
+            ProducerThread::Embedded(handle) => {
+                if handle.join().is_err() {
+                    tracing::error!("the log writer thread panicked");
+                }
+            }
+            ProducerThread::Kafka(producer) => {
+                if let Err(e) = producer.flush(Duration::from_secs(30)) {
+                    tracing::error!(error = %e, "in-flight events were not acknowledged before shutdown");
+                }
+            }
         }
     }
 }

@@ -2,6 +2,8 @@
 //! start `bnetl serve` on a free port, and drive it with real clients (`ab`, `curl`).
 #![allow(dead_code)] // Each test binary uses a different subset of the helpers.
 
+pub mod kafka;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -38,12 +40,23 @@ pub fn fixture(path: &str) -> PathBuf {
 /// A fresh data dir and a way to run `bnetl` in it.
 pub struct Bnetl {
     pub dir: tempfile::TempDir,
+    /// `--brokers` for every command, when the test runs against Kafka.
+    pub brokers: Option<String>,
 }
 
 impl Bnetl {
     pub fn new() -> Self {
         Bnetl {
             dir: tempfile::tempdir().expect("temp dir"),
+            brokers: None,
+        }
+    }
+
+    /// A `bnetl` whose commands use the Kafka cluster at `brokers`.
+    pub fn on_kafka(brokers: &str) -> Self {
+        Bnetl {
+            brokers: Some(brokers.to_owned()),
+            ..Bnetl::new()
         }
     }
 
@@ -63,7 +76,11 @@ impl Bnetl {
                 cmd.env_remove(key);
             }
         }
-        cmd.arg("--data-dir").arg(self.dir.path()).args(args);
+        cmd.arg("--data-dir").arg(self.dir.path());
+        if let Some(brokers) = &self.brokers {
+            cmd.arg("--brokers").arg(brokers);
+        }
+        cmd.args(args);
         cmd
     }
 
@@ -129,8 +146,15 @@ impl Bnetl {
 
     /// Starts `bnetl serve` on a free loopback port and waits until it listens.
     pub fn serve(&self) -> Server {
+        self.serve_with(&[])
+    }
+
+    /// `serve` with extra options.
+    pub fn serve_with(&self, extra: &[&str]) -> Server {
+        let mut args = vec!["serve", "--addr", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
         let mut child = self
-            .cmd(&["serve", "--addr", "127.0.0.1:0"])
+            .cmd(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
