@@ -84,6 +84,20 @@ pub enum Command {
     Sql(SqlArgs),
     /// Reproduce the seed walkthrough end to end in a fresh folder and print its tables
     Demo(DemoArgs),
+    /// Run librdkafka's in-memory mock Kafka cluster to try --brokers locally (not for production)
+    MockKafka(MockKafkaArgs),
+}
+
+/// Options of `mock-kafka`.
+#[derive(Debug, Args)]
+pub struct MockKafkaArgs {
+    /// Partitions of the topic (--topic) to create
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+
+    /// Brokers in the mock cluster
+    #[arg(long, default_value_t = 1)]
+    pub broker_count: i32,
 }
 
 /// Options of `serve`.
@@ -103,6 +117,14 @@ pub struct ServeArgs {
 pub struct ProduceArgs {
     /// File to read, one message per line; `-` or nothing reads stdin
     pub input: Option<PathBuf>,
+
+    /// Split each line at the first DELIM into key and value, as kcat -K does
+    #[arg(short = 'K', long, value_name = "DELIM")]
+    pub key_delimiter: Option<String>,
+
+    /// Produce every line to this partition [default: by key, else spread by the partitioner]
+    #[arg(short = 'p', long)]
+    pub partition: Option<i32>,
 
     /// Partitions to create the topic with, if it does not exist yet (embedded log; on Kafka
     /// the topic must exist or the broker creates it)
@@ -205,5 +227,25 @@ impl Default for JobArgs {
             include_headers: false,
             max_rows_per_file: crate::sink::RollPolicy::default().max_rows_per_file,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn job_defaults_match_what_clap_parses_without_options() {
+        let cli = Cli::try_parse_from(["bnetl", "extract"]).unwrap();
+        let Command::Extract(parsed) = cli.command else {
+            panic!("extract parses as extract");
+        };
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", JobArgs::default()));
     }
 }

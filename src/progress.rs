@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::source::OffsetRange;
+use crate::source::{Message, OffsetRange};
 
 /// Entry point for progress display.
 #[derive(Debug, Clone)]
@@ -76,6 +76,23 @@ impl ReadProgress {
     pub fn advance(&self, partition: i32, offset: i64) {
         if let Some((bar, start)) = self.bars.as_ref().and_then(|b| b.get(&partition)) {
             bar.set_position(u64::try_from(offset + 1 - start).unwrap_or(0));
+        }
+    }
+
+    /// Records a batch that may mix partitions (Kafka interleaves them).
+    pub fn advance_batch(&self, batch: &[Message]) {
+        if self.bars.is_none() {
+            return;
+        }
+        let mut last: Vec<(i32, i64)> = Vec::new();
+        for message in batch {
+            match last.iter_mut().find(|(p, _)| *p == message.partition) {
+                Some((_, offset)) => *offset = (*offset).max(message.offset),
+                None => last.push((message.partition, message.offset)),
+            }
+        }
+        for (partition, offset) in last {
+            self.advance(partition, offset);
         }
     }
 

@@ -33,3 +33,27 @@ fn a_missing_input_file_is_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn keys_and_partitions_can_be_given_per_line_like_kcat() {
+    let bnetl = Bnetl::new();
+    let input = bnetl.data_dir().join("keyed.txt");
+    std::fs::write(
+        &input,
+        "player-1|{\"event_type\": \"default\"}\nplayer-2|{\"event_type\": \"join_guild\"}\n",
+    )
+    .unwrap();
+    let path = input.to_str().unwrap();
+    bnetl.ok(&["produce", "--partitions", "3", "-K", "|", "-p", "2", path]);
+    let stderr = bnetl.fails(&["produce", "-p", "7", path], 1);
+    assert!(
+        stderr.contains("events has no partition 7 (it has 3)"),
+        "{stderr}"
+    );
+
+    bnetl.ok(&["extract"]);
+    assert_eq!(
+        bnetl.sql_csv(r#"SELECT CAST(key AS VARCHAR) AS player, event_type, "partition" FROM extracted_events ORDER BY "offset""#),
+        "player,event_type,partition\nplayer-1,default,2\nplayer-2,join_guild,2\n"
+    );
+}

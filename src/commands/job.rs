@@ -18,7 +18,8 @@ use crate::error::{Error, Result};
 use crate::progress::{Progress, ReadProgress};
 use crate::settings::{JobSettings, Settings};
 use crate::sink::{self, RollPolicy, TableSpec, WriteSummary};
-use crate::source::{self, Message, OffsetRange, SourceError, TopicLog, offsets};
+use crate::source::spill::{Spill, SpillWriter};
+use crate::source::{self, Message, OffsetRange, SourceError, offsets};
 use crate::transform::QueryError;
 use crate::transform::session::{self, OpenStream};
 
@@ -102,9 +103,7 @@ pub async fn run(
 
     let ctx = session::new_context();
     let open = events_stream(
-        settings.log.clone(),
-        settings.topic.clone(),
-        ranges.clone(),
+        scan.spill.clone(),
         EventDecoder::new(Arc::clone(&schema), &settings.topic),
         progress.reading("decode", &settings.topic, &ranges),
     );
@@ -173,15 +172,18 @@ pub async fn run(
     })
 }
 
-/// What the first pass learned.
-#[derive(Debug, Default)]
+/// What the first pass learned, and the messages it read.
+#[derive(Debug)]
 struct Scan {
     inference: SchemaInference,
     bad: Vec<BadRecord>,
     messages: u64,
     bytes: u64,
+    spill: Spill,
 }
 
+/// The first pass: reads the ranges once, infers the schema, keeps bad records aside and
+/// spills every message for the second pass.
 async fn scan_topic(
     settings: &Settings,
     ranges: &[OffsetRange],
@@ -194,21 +196,42 @@ async fn scan_topic(
     let expected = offsets::total_len(&ranges);
     let thread_cancel = cancel.clone();
     let scan = blocking(move || {
-        let mut scan = Scan::default();
-        read_pipelined(&log, &topic, &ranges, &bars, |batch| {
-            if thread_cancel.is_cancelled() {
-                return ControlFlow::Break(());
-            }
-            scan.messages += batch.len() as u64;
-            scan.bytes += batch
-                .iter()
-                .map(|m| m.value.as_ref().map_or(0, Vec::len) as u64)
-                .sum::<u64>();
-            scan.bad.extend(decode::scan(&batch, &mut scan.inference));
-            ControlFlow::Continue(())
-        })?;
+        let mut inference = SchemaInference::default();
+        let mut bad = Vec::new();
+        let mut bytes = 0u64;
+        let mut spill = SpillWriter::create()?;
+        let mut spill_error = None;
+        read_pipelined(
+            |on_batch| log.read(&topic, &ranges, BATCH_ROWS, on_batch),
+            &bars,
+            |batch| {
+                if thread_cancel.is_cancelled() {
+                    return ControlFlow::Break(());
+                }
+                bytes += batch
+                    .iter()
+                    .map(|m| m.value.as_ref().map_or(0, Vec::len) as u64)
+                    .sum::<u64>();
+                bad.extend(decode::scan(&batch, &mut inference));
+                if let Err(e) = spill.write(&batch) {
+                    spill_error = Some(e);
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            },
+        )?;
         bars.finish();
-        Ok::<_, SourceError>(scan)
+        if let Some(e) = spill_error {
+            return Err(e);
+        }
+        let spill = spill.finish()?;
+        Ok::<_, SourceError>(Scan {
+            inference,
+            bad,
+            messages: spill.messages(),
+            bytes,
+            spill,
+        })
     })
     .await??;
     if cancel.is_cancelled() {
@@ -223,22 +246,18 @@ async fn scan_topic(
     Ok(scan)
 }
 
-/// Reads `ranges` on a reader thread while `consume` handles the batches on this one, so
-/// reading and parsing use both cores.
+/// Runs `read` (a source handing batches to its callback) on a reader thread while `consume`
+/// handles the batches on this one, so reading and parsing use both cores.
 pub fn read_pipelined(
-    log: &TopicLog,
-    topic: &str,
-    ranges: &[OffsetRange],
+    read: impl FnOnce(&mut dyn FnMut(Vec<Message>) -> ControlFlow<()>) -> Result<(), SourceError> + Send,
     bars: &ReadProgress,
     mut consume: impl FnMut(Vec<Message>) -> ControlFlow<()>,
 ) -> Result<(), SourceError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Message>>(4);
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || {
-            log.read(topic, ranges, BATCH_ROWS, &mut |batch| {
-                if let Some(last) = batch.last() {
-                    bars.advance(last.partition, last.offset);
-                }
+            read(&mut |batch| {
+                bars.advance_batch(&batch);
                 match tx.send(batch) {
                     Ok(()) => ControlFlow::Continue(()),
                     Err(_) => ControlFlow::Break(()),
@@ -252,48 +271,38 @@ pub fn read_pipelined(
         }
         drop(rx);
         reader.join().unwrap_or_else(|_| {
-            Err(SourceError::Incomplete {
-                topic: topic.to_owned(),
-                partition: ranges.first().map_or(0, |r| r.partition),
-                reached: -1,
-                end: -1,
+            Err(SourceError::Spill {
+                action: "read the topic (the reader thread panicked)".into(),
+                source: "reader panicked".into(),
             })
         })
     })
 }
 
-/// The decoded events of `ranges`, re-read from the log on every scan of the table.
-fn events_stream(
-    log: TopicLog,
-    topic: String,
-    ranges: Vec<OffsetRange>,
-    decoder: EventDecoder,
-    bars: ReadProgress,
-) -> OpenStream {
+/// The decoded events of the run, replayed from its spill on every scan of the table.
+fn events_stream(spill: Spill, decoder: EventDecoder, bars: ReadProgress) -> OpenStream {
     let schema = decoder.schema().arrow();
     Arc::new(move || {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, DataFusionError>>(4);
         let complete = Arc::new(AtomicBool::new(false));
-        let (log, topic, ranges, decoder, bars) = (
-            log.clone(),
-            topic.clone(),
-            ranges.clone(),
-            decoder.clone(),
-            bars.clone(),
-        );
+        let (spill, decoder, bars) = (spill.clone(), decoder.clone(), bars.clone());
         let thread_complete = Arc::clone(&complete);
         let spawned = std::thread::Builder::new()
             .name("bnetl-decode".into())
             .spawn(move || {
-                let result = read_pipelined(&log, &topic, &ranges, &bars, |batch| {
-                    let decoded = decoder
-                        .decode(&batch)
-                        .map_err(|e| DataFusionError::External(Box::new(e)));
-                    match tx.blocking_send(decoded) {
-                        Ok(()) => ControlFlow::Continue(()),
-                        Err(_) => ControlFlow::Break(()),
-                    }
-                });
+                let result = read_pipelined(
+                    |on_batch| spill.read(on_batch),
+                    &bars,
+                    |batch| {
+                        let decoded = decoder
+                            .decode(&batch)
+                            .map_err(|e| DataFusionError::External(Box::new(e)));
+                        match tx.blocking_send(decoded) {
+                            Ok(()) => ControlFlow::Continue(()),
+                            Err(_) => ControlFlow::Break(()),
+                        }
+                    },
+                );
                 bars.finish();
                 match result {
                     Ok(()) => thread_complete.store(true, Ordering::Release),
@@ -318,7 +327,7 @@ fn events_stream(
                     None if complete.load(Ordering::Acquire) => None,
                     None => Some((
                         Err(DataFusionError::Execution(
-                            "the topic reader stopped before the end of its ranges".into(),
+                            "the event decoder stopped before the end of the read".into(),
                         )),
                         (rx, complete, true),
                     )),

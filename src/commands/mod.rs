@@ -4,6 +4,7 @@ pub mod demo;
 pub mod extract;
 pub mod filtered_writes;
 pub mod job;
+pub mod mock_kafka;
 pub mod produce;
 pub mod serve;
 pub mod sql;
@@ -22,6 +23,9 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
     let work = async {
         match &cli.command {
             Command::Demo(args) => demo::run(&cli.global, args, &progress, &shutdown).await,
+            Command::MockKafka(args) => {
+                mock_kafka::run(&cli.global.topic, args, shutdown.clone()).await
+            }
             Command::Serve(args) => {
                 let settings = Settings::from_args(&cli.global)?;
                 serve::run(&settings, args, shutdown.clone()).await
@@ -54,6 +58,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
             | Command::Extract(_)
             | Command::Transform(_)
             | Command::FilteredWrites(_)
+            | Command::MockKafka(_)
     ) {
         // These stop by themselves on shutdown: the server gracefully, the jobs cleaning up.
         return work.await;

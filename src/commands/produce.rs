@@ -16,7 +16,21 @@ const CHUNK: usize = 64 * 1024;
 /// kept in `error`.
 struct Lines {
     reader: Box<dyn BufRead>,
+    key_delimiter: Option<Vec<u8>>,
+    partition: Option<i32>,
     error: Option<std::io::Error>,
+}
+
+/// Splits `line` at the first `delimiter` into key and value; a line without it has no key.
+fn split_key(mut line: Vec<u8>, delimiter: &[u8]) -> (Option<Vec<u8>>, Vec<u8>) {
+    match line.windows(delimiter.len()).position(|w| w == delimiter) {
+        Some(at) if !delimiter.is_empty() => {
+            let value = line.split_off(at + delimiter.len());
+            line.truncate(at);
+            (Some(line), value)
+        }
+        _ => (None, line),
+    }
 }
 
 impl Iterator for Lines {
@@ -30,9 +44,15 @@ impl Iterator for Lines {
                 if line.last() == Some(&b'\n') {
                     line.pop();
                 }
+                let (key, value) = match &self.key_delimiter {
+                    Some(delimiter) => split_key(line, delimiter),
+                    None => (None, line),
+                };
                 Some(Record {
-                    value: line,
+                    key,
+                    value,
                     timestamp_ms: now_ms(),
+                    partition: self.partition,
                     ..Record::default()
                 })
             }
@@ -60,6 +80,8 @@ pub fn run(settings: &Settings, args: &ProduceArgs) -> Result<u64> {
     };
     let mut lines = Lines {
         reader: Box::new(BufReader::with_capacity(1 << 20, input)),
+        key_delimiter: args.key_delimiter.as_ref().map(|d| d.as_bytes().to_vec()),
+        partition: args.partition,
         error: None,
     };
     let total = match &settings.log {
@@ -95,4 +117,29 @@ pub fn run(settings: &Settings, args: &ProduceArgs) -> Result<u64> {
         );
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_split_at_the_first_delimiter_like_kcat() {
+        assert_eq!(
+            split_key(b"player-1:{\"a\":1}".to_vec(), b":"),
+            (Some(b"player-1".to_vec()), b"{\"a\":1}".to_vec())
+        );
+        assert_eq!(
+            split_key(b"k::v".to_vec(), b"::"),
+            (Some(b"k".to_vec()), b"v".to_vec())
+        );
+        assert_eq!(
+            split_key(b"no key here".to_vec(), b"|"),
+            (None, b"no key here".to_vec())
+        );
+        assert_eq!(
+            split_key(b":v".to_vec(), b":"),
+            (Some(Vec::new()), b"v".to_vec())
+        );
+    }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::offsets::Watermark;
-use super::{Message, OffsetRange, Record, SourceError};
+use super::{Message, OffsetRange, Record, SourceError, decode_headers, encode_headers};
 
 /// File name of the embedded log inside the data dir.
 pub const LOG_FILE: &str = "topics.sqlite3";
@@ -320,9 +320,17 @@ impl LogWriter {
                 )
                 .map_err(err)?;
             for record in records {
-                let partition = match &record.key {
-                    Some(key) => key_partition(key, partitions),
-                    None => sticky,
+                let partition = match (record.partition, &record.key) {
+                    (Some(p), _) if (0..partitions).contains(&p) => p,
+                    (Some(p), _) => {
+                        return Err(SourceError::NoSuchPartition {
+                            topic: topic.to_owned(),
+                            partition: p,
+                            partitions,
+                        });
+                    }
+                    (None, Some(key)) => key_partition(key, partitions),
+                    (None, None) => sticky,
                 };
                 let slot = &mut next[partition as usize];
                 let offset = *slot;
@@ -384,23 +392,6 @@ fn key_partition(key: &[u8], partitions: i32) -> i32 {
     let mut hasher = DefaultHasher::new();
     key.hash(&mut hasher);
     (hasher.finish() % partitions.max(1) as u64) as i32
-}
-
-/// Headers as stored: `None` when there are none, else a JSON array of `[name, [bytes…] | null]`.
-fn encode_headers(headers: &[(String, Option<Vec<u8>>)]) -> Option<Vec<u8>> {
-    if headers.is_empty() {
-        None
-    } else {
-        serde_json::to_vec(headers).ok()
-    }
-}
-
-/// Inverse of [`encode_headers`]; bnetl wrote the column, so a value it cannot read is a
-/// corrupted file and yields no headers rather than failing the read.
-fn decode_headers(stored: Option<&[u8]>) -> Vec<(String, Option<Vec<u8>>)> {
-    stored
-        .and_then(|bytes| serde_json::from_slice(bytes).ok())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

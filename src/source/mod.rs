@@ -11,6 +11,7 @@ pub mod embedded;
 pub mod kafka;
 pub mod offsets;
 pub mod producer;
+pub mod spill;
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -53,6 +54,8 @@ pub struct Record {
     pub headers: Vec<(String, Option<Vec<u8>>)>,
     /// Record timestamp, milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
+    /// Partition to append to; `None` lets the key (or the partitioner) decide.
+    pub partition: Option<i32>,
 }
 
 /// Where a topic lives.
@@ -158,6 +161,23 @@ pub fn snapshot(log: &TopicLog, topic: &str, bounds: &ReadBounds) -> Result<Snap
     })
 }
 
+/// Headers as stored: `None` when there are none, else a JSON array of `[name, [bytes…] | null]`.
+pub(crate) fn encode_headers(headers: &[(String, Option<Vec<u8>>)]) -> Option<Vec<u8>> {
+    if headers.is_empty() {
+        None
+    } else {
+        serde_json::to_vec(headers).ok()
+    }
+}
+
+/// Inverse of [`encode_headers`]; bnetl wrote the bytes, so a value it cannot read is a
+/// corrupted file and yields no headers rather than failing the read.
+pub(crate) fn decode_headers(stored: Option<&[u8]>) -> Vec<(String, Option<Vec<u8>>)> {
+    stored
+        .and_then(|bytes| serde_json::from_slice(bytes).ok())
+        .unwrap_or_default()
+}
+
 /// Failures reading or appending to a topic log.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -207,6 +227,12 @@ pub enum SourceError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    #[error("{topic} has no partition {partition} (it has {partitions})")]
+    NoSuchPartition {
+        topic: String,
+        partition: i32,
+        partitions: i32,
+    },
     #[error("{failed} of {sent} records sent to {topic} were not acknowledged by the broker")]
     NotAcknowledged {
         topic: String,
@@ -219,4 +245,10 @@ pub enum SourceError {
     DataLossDuringRead { topic: String, partitions: Vec<i32> },
     #[error(transparent)]
     Resolve(#[from] ResolveError),
+    #[error("cannot {action}")]
+    Spill {
+        action: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
