@@ -67,3 +67,5 @@ wrk -t 2 -c 50 -d 10s http://127.0.0.1:5055/purchase_a_sword | tee "$WORK/wrk.tx
 kill -TERM $SERVER; wait $SERVER
 "$BIN" --data-dir "$WORK/serve" extract
 echo "events in the log (the / readiness probe included): $("$BIN" --data-dir "$WORK/serve" sql --format csv 'SELECT COUNT(*) AS n FROM extracted_events' | tail -1)"
+
+bash bench/kafka.sh "$N"
