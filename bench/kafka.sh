@@ -4,17 +4,7 @@
 # run. Needs a release build, hyperfine, wrk, kcat (apt-get install kcat), python3.
 # usage: bench/kafka.sh [EVENTS]  (default 1000000: fits the mock's 5 MiB per partition
 # because bnetl produce compresses with lz4)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-N=${1:-1000000}
-RUNS=${RUNS:-5}
-BIN=$PWD/target/release/bnetl
-WORK=${BENCH_DIR:-/tmp/bnetl-bench}
-mkdir -p "$WORK"
-EVENTS=$WORK/events-$N.jsonl
-[ -f "$EVENTS" ] || python3 bench/gen_events.py "$N" "$EVENTS"
-hf() { local name=$1; shift; hyperfine --style none --export-json "$WORK/$name.json" "$@" >/dev/null; python3 bench/medians.py "$WORK/$name.json"; }
-export BNETL_QUIET=1
+source "$(dirname "$0")/common.sh"
 
 "$BIN" mock-kafka --partitions 4 > "$WORK/mock.out" 2>/dev/null &
 MOCK=$!

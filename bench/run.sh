@@ -3,23 +3,12 @@
 # Needs: a release build (cargo build --release), hyperfine, wrk, GNU time (apt-get install
 # hyperfine wrk time), python3 with duckdb (pip install duckdb).
 # usage: bench/run.sh [EVENTS]   (default 1000000; RUNS=5; SPARK=1 adds PySpark as a peer)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-N=${1:-1000000}
-RUNS=${RUNS:-5}
-BIN=$PWD/target/release/bnetl
-WORK=${BENCH_DIR:-/tmp/bnetl-bench}
-mkdir -p "$WORK"
-EVENTS=$WORK/events-$N.jsonl
-[ -f "$EVENTS" ] || python3 bench/gen_events.py "$N" "$EVENTS"
+source "$(dirname "$0")/common.sh"
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; $N events, $(du -h "$EVENTS" | cut -f1)"
 
-export BNETL_QUIET=1
 D=$WORK/data
-bq() { "$BIN" --data-dir "$D" "$@"; }
 
 echo "== produce $N lines into the embedded log"
-hf() { local name=$1; shift; hyperfine --style none --export-json "$WORK/$name.json" "$@" >/dev/null; python3 bench/medians.py "$WORK/$name.json"; }
 
 hf produce -r "$RUNS" -N --prepare "rm -rf $D" -n produce "$BIN --data-dir $D produce $EVENTS"
 

@@ -6,36 +6,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{
-    Bnetl, SEED_EVENT_TYPES, SEED_EVENT_TYPES_SQL, SEED_HOSTS, SEED_HOSTS_SQL, SEED_TRAFFIC, ab,
-    curl,
-};
+use support::{Bnetl, curl};
 
 #[test]
 fn seed_ab_traffic_through_serve_gives_the_seed_tables() {
     let bnetl = Bnetl::new();
-    let server = bnetl.serve();
-    for (requests, host, path) in SEED_TRAFFIC {
-        ab(&server, requests, host, path);
-    }
-    server.stop();
-
-    bnetl.ok(&["extract"]);
-    bnetl.ok(&["filtered-writes"]);
-    assert_eq!(
-        bnetl.sql_csv("SELECT COUNT(*) AS total FROM extracted_events"),
-        "total\n128\n"
-    );
-    assert_eq!(bnetl.sql_csv(SEED_EVENT_TYPES_SQL), SEED_EVENT_TYPES);
-    assert_eq!(bnetl.sql_csv(SEED_HOSTS_SQL), SEED_HOSTS);
+    bnetl.replay_seed();
     // The columns of the seed's printSchema(), with ab's headers.
     assert_eq!(
         bnetl.sql_csv(r#"SELECT DISTINCT "Accept", "User-Agent" FROM extracted_events"#),
         "Accept,User-Agent\n*/*,ApacheBench/2.3\n"
-    );
-    assert_eq!(
-        bnetl.sql_csv("SELECT event_type, COUNT(*) AS n FROM purchases GROUP BY event_type ORDER BY event_type"),
-        "event_type,n\npurchase_knife,20\npurchase_shield,29\npurchase_sword,25\n"
     );
 }
 
@@ -162,20 +142,17 @@ fn every_acknowledged_event_survives_kill_9_under_load() {
     // The log opens cleanly after the crash, and holds every acknowledged event (it may hold a
     // few more: committed, but the process died before the 200 went out).
     bnetl.ok(&["extract"]);
-    let csv = bnetl.sql_csv(r#"SELECT COUNT(*) AS n, COUNT(DISTINCT "offset") AS d, MAX("offset") + 1 AS next FROM extracted_events"#);
-    let values: Vec<u64> = csv
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .map(|v| v.parse().unwrap())
-        .collect();
+    let [n, distinct, next] = bnetl.sql_numbers(
+        r#"SELECT COUNT(*), COUNT(DISTINCT "offset"), MAX("offset") + 1 FROM extracted_events"#,
+    )[..] else {
+        panic!("three columns");
+    };
     assert!(
-        values[0] >= acknowledged,
-        "{csv} < {acknowledged} acknowledged"
+        n >= acknowledged as i64,
+        "{n} < {acknowledged} acknowledged"
     );
-    assert_eq!(values[0], values[1], "duplicate offsets: {csv}");
-    assert_eq!(values[0], values[2], "offsets have gaps: {csv}");
+    assert_eq!(n, distinct, "duplicate offsets");
+    assert_eq!(n, next, "offsets have gaps");
 }
 
 #[test]
@@ -185,30 +162,23 @@ fn extract_reads_a_consistent_snapshot_while_the_server_appends() {
     let (acked, stop, clients) = load(&server.url("/purchase_a_knife"));
     wait_for(&acked, 50);
     bnetl.ok(&["extract"]);
-    let during =
-        bnetl.sql_csv(r#"SELECT COUNT(*) AS n, MAX("offset") + 1 AS next FROM extracted_events"#);
+    let [during, next] =
+        bnetl.sql_numbers(r#"SELECT COUNT(*), MAX("offset") + 1 FROM extracted_events"#)[..]
+    else {
+        panic!("two columns");
+    };
     wait_for(&acked, acked.load(Ordering::SeqCst) + 20);
     server.stop();
     finish(&stop, clients);
 
     // The run during the load saw offsets 0..next with no holes...
-    let values: Vec<u64> = during
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .map(|v| v.parse().unwrap())
-        .collect();
-    assert!(values[0] >= 50 && values[0] == values[1], "{during}");
+    assert!(
+        during >= 50 && during == next,
+        "{during} events, next offset {next}"
+    );
     // ...and the next run sees everything acknowledged since.
     bnetl.ok(&["extract"]);
-    let total: u64 = bnetl
-        .sql_csv("SELECT COUNT(*) AS n FROM extracted_events")
-        .lines()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(total, acked.load(Ordering::SeqCst));
-    assert!(total > values[0]);
+    let total = bnetl.sql_numbers("SELECT COUNT(*) FROM extracted_events")[0];
+    assert_eq!(total, acked.load(Ordering::SeqCst) as i64);
+    assert!(total > during);
 }

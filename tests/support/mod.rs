@@ -144,6 +144,43 @@ impl Bnetl {
         String::from_utf8(output.stdout).expect("utf-8 output")
     }
 
+    /// The one data row of `query`'s CSV result, as integers.
+    pub fn sql_numbers(&self, query: &str) -> Vec<i64> {
+        let csv = self.sql_csv(query);
+        let row = csv
+            .lines()
+            .nth(1)
+            .unwrap_or_else(|| panic!("no row in {csv}"));
+        row.split(',')
+            .map(|v| {
+                v.parse()
+                    .unwrap_or_else(|_| panic!("not a number: {v:?} in {csv}"))
+            })
+            .collect()
+    }
+
+    /// The seed walkthrough through `bnetl serve` and the seed's real `ab` commands, then
+    /// extract and filtered-writes: asserts the seed's tables and the 74 purchases.
+    pub fn replay_seed(&self) {
+        let server = self.serve();
+        for (requests, host, path) in SEED_TRAFFIC {
+            ab(&server, requests, host, path);
+        }
+        server.stop();
+        self.ok(&["extract"]);
+        self.ok(&["filtered-writes"]);
+        assert_eq!(
+            self.sql_numbers("SELECT COUNT(*) FROM extracted_events"),
+            [128]
+        );
+        assert_eq!(self.sql_csv(SEED_EVENT_TYPES_SQL), SEED_EVENT_TYPES);
+        assert_eq!(self.sql_csv(SEED_HOSTS_SQL), SEED_HOSTS);
+        assert_eq!(
+            self.sql_csv("SELECT event_type, COUNT(*) AS n FROM purchases GROUP BY event_type ORDER BY event_type"),
+            "event_type,n\npurchase_knife,20\npurchase_shield,29\npurchase_sword,25\n"
+        );
+    }
+
     /// Starts `bnetl serve` on a free loopback port and waits until it listens.
     pub fn serve(&self) -> Server {
         self.serve_with(&[])
