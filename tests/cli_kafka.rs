@@ -223,3 +223,53 @@ fn an_unreachable_broker_or_unknown_topic_fails_clearly_and_writes_nothing() {
     assert!(stderr.contains("events"), "{stderr}");
     assert!(!bnetl.warehouse().join("extracted_events").exists());
 }
+
+#[test]
+fn a_broker_that_dies_during_extract_is_a_clear_error_and_leaves_no_table() {
+    let kafka = Kafka::with_topic("events", 2);
+    let records: Vec<(i32, Vec<u8>)> = (0..20_000).map(|n| ((n % 2) as i32, event(n))).collect();
+    kafka.produce("events", &records);
+    // Slow fetches, so the read is still going when the broker goes away.
+    kafka
+        .cluster
+        .broker_round_trip_time(1, Duration::from_millis(100))
+        .unwrap();
+    let bnetl = Bnetl::on_kafka(&kafka.brokers());
+    let mut child = bnetl
+        .cmd(&[
+            "--kafka-timeout-ms",
+            "3000",
+            "-X",
+            "max.partition.fetch.bytes=8192",
+            "extract",
+        ])
+        .env("BNETL_LOG", "bnetl=info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    // Readiness: the run has resolved its offsets and started reading.
+    while !seen.contains("snapshotted offsets") {
+        let mut line = String::new();
+        let read = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        assert!(read > 0, "extract ended before reading: {seen}");
+        seen.push_str(&line);
+    }
+    kafka.cluster.broker_down(1).unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{rest}");
+    assert!(
+        rest.contains("bnetl: events/") && rest.contains("stopped at offset"),
+        "{rest}"
+    );
+    assert!(!bnetl.warehouse().join("extracted_events").exists());
+    let staging = bnetl.warehouse().join(".bnetl-staging");
+    assert_eq!(
+        std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0),
+        0
+    );
+}

@@ -35,9 +35,10 @@ impl Kafka {
         config.create().expect("test producer")
     }
 
-    /// Produces each `(partition, value)` and waits for every acknowledgement.
+    /// Produces each `(partition, value)` and waits for every acknowledgement. Record batches
+    /// hold at most 100 records, so reads that fetch little at a time take many fetches.
     pub fn produce(&self, topic: &str, records: &[(i32, Vec<u8>)]) {
-        let producer = self.producer(&[("acks", "all")]);
+        let producer = self.producer(&[("acks", "all"), ("batch.num.messages", "100")]);
         for (partition, value) in records {
             producer
                 .send(
