@@ -203,16 +203,23 @@ impl KafkaLog {
 
         let batch_rows = batch_rows.max(1);
         let mut batch = Vec::with_capacity(batch_rows);
+        // The clock is read only on an idle poll or every CLOCK_EVERY polls: reading it per
+        // message cost 11% of a 1M-event read (perf).
+        const CLOCK_EVERY: u32 = 1024;
         let mut progress_at = Instant::now();
-        let mut positions_checked = Instant::now();
+        let mut positions_checked = progress_at;
+        let (mut kept, mut kept_at_check) = (0u64, 0u64);
+        let mut polls = 0u32;
         while !drain.is_done() {
             let mut drained = Vec::new();
-            match consumer.poll(Duration::from_millis(50)) {
+            let polled = consumer.poll(Duration::from_millis(50));
+            let idle = polled.is_none();
+            match polled {
                 Some(Ok(m)) => {
                     let delivered = drain.on_message(m.partition(), m.offset());
                     if delivered.keep {
                         batch.push(owned_message(&m));
-                        progress_at = Instant::now();
+                        kept += 1;
                     }
                     if delivered.drained {
                         drained.push(m.partition());
@@ -230,17 +237,28 @@ impl KafkaLog {
                 }
                 None => {}
             }
-            if positions_checked.elapsed() >= Duration::from_millis(100) {
-                positions_checked = Instant::now();
-                // The position passes offsets that are never delivered (transaction markers,
-                // aborted records): a partition whose position reached its end is drained.
-                if let Ok(positions) = consumer.position() {
-                    for element in positions.elements_for_topic(topic) {
-                        if let Offset::Offset(position) = element.offset()
-                            && drain.on_position(element.partition(), position)
-                        {
-                            drained.push(element.partition());
-                            progress_at = Instant::now();
+            polls = polls.wrapping_add(1);
+            let mut now = None;
+            if idle || polls % CLOCK_EVERY == 0 {
+                let t = Instant::now();
+                now = Some(t);
+                if kept != kept_at_check {
+                    kept_at_check = kept;
+                    progress_at = t;
+                }
+                if t.duration_since(positions_checked) >= Duration::from_millis(100) {
+                    positions_checked = t;
+                    // The position passes offsets that are never delivered (transaction
+                    // markers, aborted records): a partition whose position reached its end
+                    // is drained.
+                    if let Ok(positions) = consumer.position() {
+                        for element in positions.elements_for_topic(topic) {
+                            if let Offset::Offset(position) = element.offset()
+                                && drain.on_position(element.partition(), position)
+                            {
+                                drained.push(element.partition());
+                                progress_at = t;
+                            }
                         }
                     }
                 }
@@ -260,7 +278,10 @@ impl KafkaLog {
                     return Ok(());
                 }
             }
-            if !drain.is_done() && progress_at.elapsed() > self.timeout {
+            if let Some(t) = now
+                && !drain.is_done()
+                && t.duration_since(progress_at) > self.timeout
+            {
                 return Err(stalled(&consumer, topic, &drain));
             }
         }
