@@ -239,7 +239,7 @@ impl KafkaLog {
             }
             polls = polls.wrapping_add(1);
             let mut now = None;
-            if idle || polls % CLOCK_EVERY == 0 {
+            if idle || polls.is_multiple_of(CLOCK_EVERY) {
                 let t = Instant::now();
                 now = Some(t);
                 if kept != kept_at_check {
