@@ -445,18 +445,7 @@ mod tests {
         let batch = decoder.decode(&messages).unwrap();
         let schema = batch.schema();
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        assert_eq!(
-            names[4..],
-            [
-                "key",
-                "topic",
-                "partition",
-                "offset",
-                "timestamp",
-                "timestampType",
-                "headers"
-            ]
-        );
+        assert_eq!(names[4..], super::super::schema::METADATA_COLUMNS);
         assert!(batch.column_by_name("key").unwrap().is_null(0));
         assert_eq!(
             batch
