@@ -125,9 +125,7 @@ fn a_failed_run_leaves_the_previous_table_untouched_and_nothing_staged() {
         bnetl.sql_csv("SELECT COUNT(*) AS n FROM extracted_events"),
         "n\n128\n"
     );
-    let staging = bnetl.warehouse().join(".bnetl-staging");
-    let leftovers = std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0);
-    assert_eq!(leftovers, 0, "staging folder not cleaned up");
+    assert_eq!(bnetl.staged_runs(), 0, "staging folder not cleaned up");
 }
 
 #[test]
@@ -170,9 +168,5 @@ fn ctrl_c_during_extract_exits_130_and_leaves_nothing() {
     );
     assert!(String::from_utf8_lossy(&output.stderr).contains("interrupted"));
     assert!(!bnetl.warehouse().join("extracted_events").exists());
-    let staging = bnetl.warehouse().join(".bnetl-staging");
-    assert_eq!(
-        std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0),
-        0
-    );
+    assert_eq!(bnetl.staged_runs(), 0, "staging folder not cleaned up");
 }

@@ -438,14 +438,10 @@ fn owned_message(m: &rdkafka::message::BorrowedMessage<'_>) -> Message {
 /// The error for a read that stopped making progress, naming the first stuck partition.
 fn stalled(consumer: &BaseConsumer, topic: &str, drain: &Drain) -> SourceError {
     let positions = consumer.position().ok();
-    let Some(range) = drain.remaining().next() else {
-        return SourceError::Incomplete {
-            topic: topic.to_owned(),
-            partition: -1,
-            reached: -1,
-            end: -1,
-        };
-    };
+    let range = drain
+        .remaining()
+        .next()
+        .expect("stalled() is called only while ranges remain");
     let reached = positions
         .as_ref()
         .and_then(|p| p.find_partition(topic, range.partition))

@@ -144,6 +144,14 @@ impl Bnetl {
         String::from_utf8(output.stdout).expect("utf-8 output")
     }
 
+    /// Runs whose staging folders are left under the warehouse (a failed or interrupted run
+    /// must leave none).
+    pub fn staged_runs(&self) -> usize {
+        std::fs::read_dir(self.warehouse().join(".bnetl-staging"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
     /// The one data row of `query`'s CSV result, as integers.
     pub fn sql_numbers(&self, query: &str) -> Vec<i64> {
         let csv = self.sql_csv(query);
