@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::sink::SaveMode;
+
 /// Build a Nation's event pipeline in one binary: the game API, bounded reads of the `events`
 /// topic, SQL transforms, and a Parquet warehouse.
 ///
@@ -34,7 +36,12 @@ pub struct GlobalArgs {
     )]
     pub data_dir: PathBuf,
 
-    /// Where tables are written and read: a local path or file:// URL [default: <data-dir>/warehouse]
+    /// Where tables are written and read: a local path, file://, s3://bucket/prefix or
+    /// hdfs://namenode:port/path [default: <data-dir>/warehouse]
+    ///
+    /// S3 is configured from the environment as object_store reads it (AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP=true for http
+    /// endpoints); HDFS from HADOOP_CONF_DIR, as Hadoop clients do.
     #[arg(long, env = "BNETL_WAREHOUSE", global = true)]
     pub warehouse: Option<String>,
 
@@ -82,6 +89,8 @@ pub enum Command {
     FilteredWrites(JobArgs),
     /// Run SQL over the warehouse tables and print the result
     Sql(SqlArgs),
+    /// Show each table's committed offsets per partition, the topic's end and the lag
+    Status(StatusArgs),
     /// Reproduce the seed walkthrough end to end in a fresh folder and print its tables
     Demo(DemoArgs),
     /// Run librdkafka's in-memory mock Kafka cluster to try --brokers locally (not for production)
@@ -176,6 +185,15 @@ pub struct JobArgs {
     /// Start a new Parquet file after this many rows
     #[arg(long, env = "BNETL_MAX_ROWS_PER_FILE", default_value_t = 4 * 1024 * 1024)]
     pub max_rows_per_file: u64,
+
+    /// Spark's save mode when the table exists [default: overwrite; append with --incremental]
+    #[arg(long, value_enum, env = "BNETL_MODE")]
+    pub mode: Option<SaveMode>,
+
+    /// Read from where the table's last commit ended to the current end, and append: every event
+    /// lands in the table exactly once across runs, however a run was interrupted
+    #[arg(long)]
+    pub incremental: bool,
 }
 
 /// Output formats of `sql`.
@@ -204,6 +222,17 @@ pub struct SqlArgs {
     pub truncate: usize,
 }
 
+/// Options of `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this table [default: every table of the warehouse]
+    pub table: Option<String>,
+
+    /// How to print the status
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
+
 /// Options of `demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -226,6 +255,8 @@ impl Default for JobArgs {
             fail_on_data_loss: true,
             include_headers: false,
             max_rows_per_file: crate::sink::RollPolicy::default().max_rows_per_file,
+            mode: None,
+            incremental: false,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::cli::{GlobalArgs, JobArgs};
 use crate::error::{Error, Result};
-use crate::sink::{RollPolicy, TableSpec, Warehouse};
+use crate::sink::{RollPolicy, SaveMode, TableSpec, Warehouse};
 use crate::source::offsets::OffsetSpec;
 use crate::source::{KafkaLog, ReadBounds, TopicLog};
 use crate::transform::queries::Query;
@@ -147,6 +147,10 @@ pub struct JobSettings {
     pub bounds: ReadBounds,
     /// Add the `headers` column.
     pub include_headers: bool,
+    /// What to do when the table exists.
+    pub mode: SaveMode,
+    /// Start where the table's last commit ended (and append).
+    pub incremental: bool,
 }
 
 impl JobSettings {
@@ -176,6 +180,22 @@ impl JobSettings {
                 "--max-rows-per-file must be at least 1".into(),
             ));
         }
+        let mode = match (args.incremental, args.mode) {
+            (false, mode) => mode.unwrap_or(SaveMode::Overwrite),
+            (true, None | Some(SaveMode::Append)) => SaveMode::Append,
+            (true, Some(mode)) => {
+                return Err(Error::Usage(format!(
+                    "--incremental appends to the table; --mode {mode} cannot be combined with it"
+                )));
+            }
+        };
+        if args.incremental
+            && (bounds.starting != OffsetSpec::Earliest || bounds.starting_timestamp.is_some())
+        {
+            return Err(Error::Usage(
+                "--incremental starts where the table's last commit ended; drop --starting-offsets/--starting-timestamp".into(),
+            ));
+        }
         Ok(JobSettings {
             name: job.name,
             query,
@@ -189,6 +209,8 @@ impl JobSettings {
             },
             bounds,
             include_headers: args.include_headers,
+            mode,
+            incremental: args.incremental,
         })
     }
 }

@@ -91,7 +91,7 @@ fn reruns_overwrite_and_pick_up_new_events_without_duplicates() {
     let files = std::fs::read_dir(bnetl.warehouse().join("extracted_events"))
         .unwrap()
         .count();
-    assert_eq!(files, 2, "one data file and _SUCCESS");
+    assert_eq!(files, 3, "one data file, _SUCCESS and the commit log");
     assert!(
         bnetl
             .warehouse()

@@ -89,8 +89,9 @@ pub async fn run(
     for definition in [extract::JOB, transform::JOB, filtered_writes::JOB] {
         let job_settings =
             JobSettings::from_args(&definition, &JobArgs::default(), &settings.topic)?;
-        let summary = job::run(&settings, &job_settings, progress, cancel).await?;
-        println!("  {}", summary.line());
+        if let Some(summary) = job::run(&settings, &job_settings, progress, cancel).await? {
+            println!("  {}", summary.line());
+        }
     }
 
     let ctx = session::new_context();

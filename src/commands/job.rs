@@ -2,7 +2,6 @@
 //! snapshot the topic → scan (infer the schema, quarantine bad records) → SQL over the decoded
 //! `events` → Parquet table, then the `_bad_records` table.
 
-use std::convert::Infallible;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,9 +16,10 @@ use crate::decode::{self, BAD_RECORDS_TABLE, BadRecord, EventDecoder, SchemaInfe
 use crate::error::{Error, Result};
 use crate::progress::{Progress, ReadProgress};
 use crate::settings::{JobSettings, Settings};
-use crate::sink::{self, RollPolicy, TableSpec, WriteSummary};
+use crate::sink::{self, CommittedRange, SaveMode, WriteSummary};
+use crate::source::offsets::OffsetSpec;
 use crate::source::spill::{Spill, SpillWriter};
-use crate::source::{self, Message, OffsetRange, SourceError, offsets};
+use crate::source::{self, Message, OffsetRange, ReadBounds, SourceError, offsets};
 use crate::transform::QueryError;
 use crate::transform::session::{self, OpenStream};
 
@@ -45,6 +45,10 @@ pub struct JobSummary {
     pub lost_offsets: u64,
     /// The table written.
     pub written: WriteSummary,
+    /// How the run's files were committed.
+    pub mode: SaveMode,
+    /// The table version committed.
+    pub version: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
 }
@@ -55,7 +59,7 @@ impl JobSummary {
         let ranges: Vec<String> = self.ranges.iter().map(ToString::to_string).collect();
         let secs = self.elapsed.as_secs_f64();
         format!(
-            "{}: {} events ({} bytes) from {} {} -> {}: {} rows in {} file(s); {} bad record(s) in {}; {:.2} s, {:.0} events/s",
+            "{}: {} events ({} bytes) from {} {} -> {}: {} rows in {} file(s); {} bad record(s) in {}; committed as version {} ({}); {:.2} s, {:.0} events/s",
             self.job,
             self.messages,
             self.bytes,
@@ -66,6 +70,8 @@ impl JobSummary {
             self.written.files,
             self.bad_records,
             BAD_RECORDS_TABLE,
+            self.version,
+            self.mode,
             secs,
             self.messages as f64 / secs.max(1e-9),
         ) + &if self.lost_offsets > 0 {
@@ -76,26 +82,100 @@ impl JobSummary {
     }
 }
 
-/// Runs one job over the topic's current contents.
+/// Runs one job over the topic's current contents (or, with `--incremental`, over what the
+/// table has not read yet) and commits its output as the table's next version.
+/// `None`: `--mode ignore` found the table and nothing was read.
 /// Ctrl-C (`cancel`) stops the read and the write; the run then leaves nothing behind.
 pub async fn run(
     settings: &Settings,
     job: &JobSettings,
     progress: &Progress,
     cancel: &CancellationToken,
-) -> Result<JobSummary> {
+) -> Result<Option<JobSummary>> {
     let started = Instant::now();
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let Some(mut table) =
+        sink::TableRun::begin(&settings.warehouse, &job.table, job.mode, &run_id).await?
+    else {
+        return Ok(None);
+    };
+    let mut bounds = job.bounds.clone();
+    if job.incremental
+        && let Some(base) = table.base()
+    {
+        if base.topic != settings.topic {
+            let table_name = &job.table.name;
+            return Err(Error::Usage(format!(
+                "table {table_name} holds topic {}; --incremental cannot continue it from topic {}",
+                base.topic, settings.topic
+            )));
+        }
+        bounds.starting = OffsetSpec::Resume(base.offsets.clone());
+    }
+    let staged = stage_run(settings, job, &bounds, &mut table, progress, cancel).await;
+    let (snapshot, scan) = match staged {
+        Ok(staged) => staged,
+        Err(e) => {
+            table.abort().await;
+            return Err(e);
+        }
+    };
+    if cancel.is_cancelled() {
+        table.abort().await;
+        return Err(Error::Interrupted);
+    }
+    let ranges = snapshot
+        .ranges
+        .iter()
+        .map(|r| CommittedRange {
+            partition: r.partition,
+            start: r.start,
+            end: r.end,
+        })
+        .collect();
+    let (commit, written) = table.commit(job.name, &settings.topic, ranges).await?;
+    if !scan.bad.is_empty() {
+        tracing::warn!(
+            topic = settings.topic,
+            bad_records = scan.bad.len(),
+            "messages that are not JSON objects were quarantined"
+        );
+    }
+    Ok(Some(JobSummary {
+        job: job.name,
+        topic: settings.topic.clone(),
+        ranges: snapshot.ranges,
+        messages: scan.messages,
+        bytes: scan.bytes,
+        bad_records: scan.bad.len() as u64,
+        lost_offsets: snapshot.lost.iter().map(|l| l.skipped()).sum(),
+        written,
+        mode: commit.mode,
+        version: commit.version,
+        elapsed: started.elapsed(),
+    }))
+}
+
+/// Reads the topic and stages the table's and the bad records' files.
+async fn stage_run(
+    settings: &Settings,
+    job: &JobSettings,
+    bounds: &ReadBounds,
+    table: &mut sink::TableRun,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<(source::Snapshot, Scan)> {
     let log = settings.log.clone();
     let topic = settings.topic.clone();
-    let bounds = job.bounds.clone();
-    let snapshot = blocking(move || source::snapshot(&log, &topic, &bounds)).await??;
-    let ranges = snapshot.ranges;
+    let read_bounds = bounds.clone();
+    let snapshot = blocking(move || source::snapshot(&log, &topic, &read_bounds)).await??;
+    let ranges = &snapshot.ranges;
     tracing::info!(topic = settings.topic, ranges = ?ranges, "snapshotted offsets");
 
     let scan = scan_topic(
         settings,
-        &ranges,
-        progress.reading("scan", &settings.topic, &ranges),
+        ranges,
+        progress.reading("scan", &settings.topic, ranges),
         cancel,
     )
     .await?;
@@ -105,7 +185,7 @@ pub async fn run(
     let open = events_stream(
         scan.spill.clone(),
         EventDecoder::new(Arc::clone(&schema), &settings.topic),
-        progress.reading("decode", &settings.topic, &ranges),
+        progress.reading("decode", &settings.topic, ranges),
     );
     session::register_stream(&ctx, "events", schema.arrow(), open)?;
     let frame = job.query.plan(&ctx).await?;
@@ -118,58 +198,15 @@ pub async fn run(
         })?;
     let out_schema = stream.schema();
 
-    let run_id = uuid::Uuid::now_v7().to_string();
     let spinner = progress.spinner(format!("rows written to {}", job.table.name));
-    let written = sink::write_table(
-        &settings.warehouse,
-        &job.table,
-        &run_id,
-        &out_schema,
-        stream,
-        |rows| spinner.add_rows(rows),
-        cancel,
-    )
-    .await;
+    let written = table
+        .write(&out_schema, stream, |rows| spinner.add_rows(rows), cancel)
+        .await;
     spinner.finish();
-    let written = written?;
-
+    written?;
     let bad = decode::bad_records_batch(&settings.topic, &scan.bad)?;
-    let bad_spec = TableSpec {
-        name: BAD_RECORDS_TABLE.to_owned(),
-        partition_by: Vec::new(),
-        roll: RollPolicy::default(),
-    };
-    let bad_stream = futures::stream::iter([Ok::<RecordBatch, Infallible>(bad)]);
-    let bad_schema = decode::bad_records_schema();
-    sink::write_table(
-        &settings.warehouse,
-        &bad_spec,
-        &run_id,
-        &bad_schema,
-        bad_stream,
-        |_| (),
-        cancel,
-    )
-    .await?;
-    if !scan.bad.is_empty() {
-        tracing::warn!(
-            topic = settings.topic,
-            bad_records = scan.bad.len(),
-            "messages that are not JSON objects were quarantined"
-        );
-    }
-
-    Ok(JobSummary {
-        job: job.name,
-        topic: settings.topic.clone(),
-        ranges,
-        messages: scan.messages,
-        bytes: scan.bytes,
-        bad_records: scan.bad.len() as u64,
-        lost_offsets: snapshot.lost.iter().map(|l| l.skipped()).sum(),
-        written,
-        elapsed: started.elapsed(),
-    })
+    table.write_bad_records(bad, cancel).await?;
+    Ok((snapshot, scan))
 }
 
 /// What the first pass learned, and the messages it read.

@@ -8,6 +8,7 @@ pub mod mock_kafka;
 pub mod produce;
 pub mod serve;
 pub mod sql;
+pub mod status;
 pub mod transform;
 
 use tokio_util::sync::CancellationToken;
@@ -40,6 +41,10 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
             Command::Sql(args) => {
                 let settings = Settings::from_args(&cli.global)?;
                 sql::run(&settings, args).await
+            }
+            Command::Status(args) => {
+                let settings = Settings::from_args(&cli.global)?;
+                status::run(&settings, args).await
             }
             Command::Extract(args) => {
                 run_job(&cli, &extract::JOB, args, &progress, &shutdown).await
@@ -80,7 +85,13 @@ async fn run_job(
     let job_settings = JobSettings::from_args(definition, args, &settings.topic)?;
     let summary = job::run(&settings, &job_settings, progress, shutdown).await?;
     if !settings.quiet {
-        eprintln!("{}", summary.line());
+        match summary {
+            Some(summary) => eprintln!("{}", summary.line()),
+            None => eprintln!(
+                "{}: table {} exists; nothing read or written (--mode ignore)",
+                definition.name, job_settings.table.name
+            ),
+        }
     }
     Ok(())
 }

@@ -1,11 +1,7 @@
-//! Sink stage: `RecordBatch` streams → a Parquet table in the warehouse, committed atomically.
-//!
-//! A run writes every file under `<warehouse>/.bnetl-staging/<table>-<run_id>/`, closes them,
-//! writes `_SUCCESS` there, and only then swaps the folder into place as `<warehouse>/<table>`
-//! (the previous table is renamed aside first and removed after). Readers therefore see the old
-//! table or the new one, never a part of a run, and a failed or killed run leaves only a hidden
-//! staging folder. Save mode is overwrite, as the seed's Spark jobs.
+//! Sink stage: `RecordBatch` streams → a Parquet table in the warehouse (local, S3 or HDFS),
+//! staged out of readers' sight and committed with Spark's save modes (see [`commit`]).
 
+pub mod commit;
 pub mod partition;
 pub mod store;
 pub mod writer;
@@ -16,10 +12,10 @@ use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use futures::{Stream, StreamExt};
-use object_store::ObjectStoreExt;
 use parquet::errors::ParquetError;
 use tokio_util::sync::CancellationToken;
 
+pub use commit::{Commit, CommittedRange, SaveMode, TableLog};
 pub use store::Warehouse;
 pub use writer::{PartitionedWriter, RollPolicy};
 
@@ -31,12 +27,6 @@ pub const SUCCESS_MARKER: &str = "_SUCCESS";
 pub enum SinkError {
     #[error("invalid warehouse location {location}: {reason}")]
     Location { location: String, reason: String },
-    #[error("cannot {action}")]
-    Io {
-        action: String,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("cannot write Parquet")]
     Parquet(#[source] ParquetError),
     #[error("cannot split a batch into partitions")]
@@ -52,6 +42,18 @@ pub enum SinkError {
         column: String,
         available: Vec<String>,
     },
+    #[error(
+        "table {table} changed while this run was writing: its version {version} was committed by {other_run}; this run's output was discarded (run it again)"
+    )]
+    Conflict {
+        table: String,
+        version: u64,
+        other_run: String,
+    },
+    #[error("{path} is damaged: {reason}")]
+    Corrupt { path: String, reason: String },
+    #[error("table {table} already exists at {location} (--mode error-if-exists)")]
+    Exists { table: String, location: String },
     #[error("writing table {table} was interrupted")]
     Cancelled { table: String },
     #[error("the input of table {table} failed")]
@@ -86,117 +88,249 @@ pub struct WriteSummary {
     pub location: String,
 }
 
-/// Writes `batches` as table `spec.name` and commits it, replacing the previous table.
-/// On any error the previous table is left as it was and the staging folder is removed.
-pub async fn write_table<S, E>(
+/// The folder (warehouse-relative) that holds the bad records of `table`'s runs: a partition of
+/// the `_bad_records` table, so each job's quarantined messages are kept apart and committed
+/// with its table.
+pub fn bad_records_folder(table: &str) -> String {
+    format!(
+        "{}/{}",
+        crate::decode::BAD_RECORDS_TABLE,
+        partition::hive_path(&["table_name".to_owned()], &[Some(table.to_owned())])
+    )
+}
+
+/// One run's output to a table and its bad records: staged out of sight, then committed as the
+/// table's next version, or discarded.
+#[derive(Debug)]
+pub struct TableRun {
+    warehouse: Warehouse,
+    log: TableLog,
+    spec: TableSpec,
+    mode: SaveMode,
+    run_id: String,
+    base: Option<Commit>,
+    files: Vec<String>,
+    rows: u64,
+    bad_records: u64,
+}
+
+impl TableRun {
+    /// Prepares a run of `mode` on table `spec.name`: finishes a commit an interrupted run left
+    /// half published, then applies the mode. `None` means `--mode ignore` found the table.
+    pub async fn begin(
+        warehouse: &Warehouse,
+        spec: &TableSpec,
+        mode: SaveMode,
+        run_id: &str,
+    ) -> Result<Option<Self>, SinkError> {
+        let log = TableLog::new(warehouse, &spec.name, &bad_records_folder(&spec.name));
+        let base = log.recover().await?;
+        if matches!(mode, SaveMode::ErrorIfExists | SaveMode::Ignore) && log.exists().await? {
+            if mode == SaveMode::Ignore {
+                return Ok(None);
+            }
+            return Err(SinkError::Exists {
+                table: spec.name.clone(),
+                location: warehouse.table_url(&spec.name),
+            });
+        }
+        Ok(Some(TableRun {
+            warehouse: warehouse.clone(),
+            log,
+            spec: spec.clone(),
+            // A table that did not exist is written as a whole, as Spark does.
+            mode: if mode == SaveMode::Append {
+                mode
+            } else {
+                SaveMode::Overwrite
+            },
+            run_id: run_id.to_owned(),
+            base,
+            files: Vec::new(),
+            rows: 0,
+            bad_records: 0,
+        }))
+    }
+
+    /// The version this run builds on, if the table has one.
+    pub fn base(&self) -> Option<&Commit> {
+        self.base.as_ref()
+    }
+
+    /// True when the run must write a file even with no rows, so that the table (new or
+    /// replaced) has a schema readers can load.
+    fn needs_schema_file(&self) -> bool {
+        self.mode == SaveMode::Overwrite || self.base.is_none()
+    }
+
+    fn staging(&self) -> object_store::path::Path {
+        self.warehouse.path(&TableLog::staging_folder(&self.run_id))
+    }
+
+    /// Stages the table's rows.
+    pub async fn write<S, E>(
+        &mut self,
+        schema: &SchemaRef,
+        batches: S,
+        on_rows: impl Fn(u64),
+        cancel: &CancellationToken,
+    ) -> Result<u64, SinkError>
+    where
+        S: Stream<Item = Result<RecordBatch, E>> + Unpin,
+        E: StdError + Send + Sync + 'static,
+    {
+        let folder = self.staging().join(self.spec.name.as_str());
+        let written = stage(
+            &self.warehouse,
+            folder,
+            &self.spec,
+            &self.run_id,
+            schema,
+            batches,
+            self.needs_schema_file(),
+            on_rows,
+            cancel,
+        )
+        .await?;
+        self.rows += written.rows;
+        self.keep(&written);
+        Ok(written.rows)
+    }
+
+    /// Stages the run's bad records (one batch of `decode::bad_records_schema`).
+    pub async fn write_bad_records(
+        &mut self,
+        batch: RecordBatch,
+        cancel: &CancellationToken,
+    ) -> Result<(), SinkError> {
+        if batch.num_rows() == 0 && !self.needs_schema_file() {
+            return Ok(());
+        }
+        let folder = bad_records_folder(&self.spec.name);
+        let spec = TableSpec {
+            name: folder.clone(),
+            partition_by: Vec::new(),
+            roll: RollPolicy::default(),
+        };
+        let schema = batch.schema();
+        let rows = batch.num_rows() as u64;
+        let batches = futures::stream::iter([Ok::<_, std::convert::Infallible>(batch)]);
+        let folder = folder
+            .split('/')
+            .fold(self.staging(), |path, segment| path.join(segment));
+        let written = stage(
+            &self.warehouse,
+            folder,
+            &spec,
+            &self.run_id,
+            &schema,
+            batches,
+            true,
+            |_| (),
+            cancel,
+        )
+        .await?;
+        self.bad_records += rows;
+        self.keep(&written);
+        Ok(())
+    }
+
+    fn keep(&mut self, written: &writer::WrittenFiles) {
+        let staging = self.staging();
+        self.files.extend(
+            written
+                .files
+                .iter()
+                .filter_map(|f| Warehouse::relative_to(f, &staging)),
+        );
+    }
+
+    /// Commits the staged files as the table's next version, recording the offsets read, and
+    /// publishes them. Fails with [`SinkError::Conflict`] if another run committed since
+    /// [`TableRun::begin`]; the staged files are then removed.
+    pub async fn commit(
+        self,
+        job: &str,
+        topic: &str,
+        ranges: Vec<CommittedRange>,
+    ) -> Result<(Commit, WriteSummary), SinkError> {
+        let commit = Commit {
+            version: self.base.as_ref().map_or(1, |b| b.version + 1),
+            run_id: self.run_id.clone(),
+            job: job.to_owned(),
+            mode: self.mode,
+            committed_at_ms: crate::server::now_ms(),
+            topic: topic.to_owned(),
+            offsets: commit::next_offsets(self.base.as_ref(), self.mode, &ranges),
+            ranges,
+            files: self.files.clone(),
+            rows: self.rows,
+            bad_records: self.bad_records,
+        };
+        if let Err(e) = self.log.claim(&commit).await {
+            self.abort().await;
+            return Err(e);
+        }
+        // From here on the run is committed: a failure to publish is finished by the next run.
+        self.log.publish(&commit).await?;
+        let table_files = commit
+            .files
+            .iter()
+            .filter(|f| f.starts_with(&format!("{}/", self.spec.name)))
+            .count();
+        let summary = WriteSummary {
+            table: self.spec.name.clone(),
+            rows: self.rows,
+            files: table_files,
+            location: self.warehouse.table_url(&self.spec.name),
+        };
+        Ok((commit, summary))
+    }
+
+    /// Discards the staged files.
+    pub async fn abort(self) {
+        commit::remove_folder(&self.warehouse, &TableLog::staging_folder(&self.run_id)).await;
+    }
+}
+
+/// Writes `batches` under `folder` (a staging folder), partitioned and rolled as `spec` says.
+#[allow(clippy::too_many_arguments)]
+async fn stage<S, E>(
     warehouse: &Warehouse,
+    folder: object_store::path::Path,
     spec: &TableSpec,
     run_id: &str,
     schema: &SchemaRef,
     mut batches: S,
+    schema_file: bool,
     on_rows: impl Fn(u64),
     cancel: &CancellationToken,
-) -> Result<WriteSummary, SinkError>
+) -> Result<writer::WrittenFiles, SinkError>
 where
     S: Stream<Item = Result<RecordBatch, E>> + Unpin,
     E: StdError + Send + Sync + 'static,
 {
-    let staging_name = format!("{}-{run_id}", spec.name);
-    let staging_dir = warehouse
-        .local_root()
-        .join(store::STAGING_DIR)
-        .join(&staging_name);
-    let staging = warehouse
-        .path(store::STAGING_DIR)
-        .join(staging_name.as_str());
-    let written = async {
-        let mut writer = PartitionedWriter::new(
-            warehouse.store(),
-            staging.clone(),
-            run_id,
-            schema,
-            spec.partition_by.clone(),
-            spec.roll,
-        )?;
-        loop {
-            let next = tokio::select! {
-                biased;
-                () = cancel.cancelled() => return Err(SinkError::Cancelled { table: spec.name.clone() }),
-                next = batches.next() => next,
-            };
-            let Some(batch) = next else { break };
-            let batch = batch.map_err(|e| SinkError::Input {
-                table: spec.name.clone(),
-                source: Box::new(e),
-            })?;
-            writer.write(&batch).await?;
-            on_rows(batch.num_rows() as u64);
-        }
-        let written = writer.finish().await?;
-        let marker = staging.clone().join(SUCCESS_MARKER);
-        warehouse
-            .store()
-            .put(&marker, bytes::Bytes::new().into())
-            .await
-            .map_err(|source| SinkError::Store {
-                path: marker.to_string(),
-                source,
-            })?;
-        Ok::<_, SinkError>(written)
+    let mut writer = PartitionedWriter::new(
+        warehouse.store(),
+        folder,
+        run_id,
+        schema,
+        spec.partition_by.clone(),
+        spec.roll,
+    )?;
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Err(SinkError::Cancelled { table: spec.name.clone() }),
+            next = batches.next() => next,
+        };
+        let Some(batch) = next else { break };
+        let batch = batch.map_err(|e| SinkError::Input {
+            table: spec.name.clone(),
+            source: Box::new(e),
+        })?;
+        writer.write(&batch).await?;
+        on_rows(batch.num_rows() as u64);
     }
-    .await;
-    let written = match written {
-        Ok(written) => written,
-        Err(e) => {
-            remove_staging(&staging_dir);
-            return Err(e);
-        }
-    };
-    let table_dir = warehouse.local_root().join(&spec.name);
-    if let Err(source) = swap_into_place(&staging_dir, &table_dir) {
-        remove_staging(&staging_dir);
-        return Err(SinkError::Io {
-            action: format!("commit table {} at {}", spec.name, table_dir.display()),
-            source,
-        });
-    }
-    Ok(WriteSummary {
-        table: spec.name.clone(),
-        rows: written.rows,
-        files: written.files.len(),
-        location: warehouse.table_url(&spec.name),
-    })
-}
-
-/// Replaces `table` with the complete folder `staged`: the old table is renamed aside, the new
-/// one renamed in, then the old one deleted. Each rename is atomic on a local file system.
-fn swap_into_place(staged: &std::path::Path, table: &std::path::Path) -> std::io::Result<()> {
-    let previous = staged.with_extension("previous");
-    let had_previous = match std::fs::rename(table, &previous) {
-        Ok(()) => true,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(e) => return Err(e),
-    };
-    if let Some(parent) = table.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    if let Err(e) = std::fs::rename(staged, table) {
-        if had_previous {
-            // Put the previous table back so the failed run changes nothing.
-            let _ = std::fs::rename(&previous, table);
-        }
-        return Err(e);
-    }
-    if had_previous && let Err(e) = std::fs::remove_dir_all(&previous) {
-        tracing::warn!(path = %previous.display(), error = %e, "cannot remove the previous table version");
-    }
-    Ok(())
-}
-
-fn remove_staging(dir: &std::path::Path) {
-    if let Err(e) = std::fs::remove_dir_all(dir)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(path = %dir.display(), error = %e, "cannot remove the staging folder");
-    }
+    writer.finish(schema_file).await
 }

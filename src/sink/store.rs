@@ -1,8 +1,16 @@
 //! The warehouse: a URL mapped to an object store. The only code that maps schemes to stores.
+//!
+//! - a local path or `file://` → the local file system;
+//! - `s3://bucket/prefix` (or `s3a://`) → object_store's S3 client, configured from the
+//!   environment as object_store reads it (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+//!   `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, ...);
+//! - `hdfs://namenode:port/path` or `hdfs://nameservice/path` → hdfs-native, which reads
+//!   `core-site.xml`/`hdfs-site.xml` from `HADOOP_CONF_DIR` (or `HADOOP_HOME/etc/hadoop`) as
+//!   Hadoop clients do, HA name services and Kerberos included.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
+use futures::TryStreamExt;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -13,53 +21,114 @@ use super::SinkError;
 /// Folder under the warehouse root where runs stage their output; readers never list it.
 pub const STAGING_DIR: &str = ".bnetl-staging";
 
+/// Which kind of store a warehouse URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// A local folder.
+    Local,
+    /// An S3 bucket (or an S3-compatible server).
+    S3,
+    /// An HDFS cluster.
+    Hdfs,
+}
+
 /// Where tables are written and read: a root URL and the object store behind it.
 #[derive(Debug, Clone)]
 pub struct Warehouse {
     url: Url,
     root: Path,
-    local_root: PathBuf,
+    kind: StoreKind,
     store: Arc<dyn ObjectStore>,
 }
 
 impl Warehouse {
-    /// Parses a local path or a `file://` URL.
+    /// Parses a local path, `file://`, `s3://bucket/prefix` or `hdfs://host:port/path`.
     pub fn parse(location: &str) -> Result<Self, SinkError> {
-        let unsupported = |scheme: &str| SinkError::Location {
+        let invalid = |reason: String| SinkError::Location {
             location: location.to_owned(),
-            reason: format!(
-                "the {scheme}:// scheme is not supported yet (use a local path or file://)"
-            ),
+            reason,
         };
-        let local_root = match Url::parse(location) {
+        match Url::parse(location) {
             Ok(url) if url.scheme() == "file" => {
-                url.to_file_path().map_err(|()| SinkError::Location {
-                    location: location.to_owned(),
-                    reason: "not a valid file:// URL".into(),
-                })?
+                let path = url
+                    .to_file_path()
+                    .map_err(|()| invalid("not a valid file:// URL".into()))?;
+                Self::local(location, &path)
+            }
+            Ok(url) if matches!(url.scheme(), "s3" | "s3a") => {
+                let bucket = url.host_str().filter(|b| !b.is_empty()).ok_or_else(|| {
+                    invalid("an s3:// URL needs a bucket: s3://bucket/prefix".into())
+                })?;
+                let store = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .map_err(|e| invalid(format!("cannot configure S3: {e}")))?;
+                Ok(Self::remote(
+                    &url,
+                    &format!("s3://{bucket}/"),
+                    StoreKind::S3,
+                    Arc::new(store),
+                ))
+            }
+            Ok(url) if matches!(url.scheme(), "hdfs" | "viewfs") => {
+                let authority = match url.port() {
+                    Some(port) => format!(
+                        "{}://{}:{port}",
+                        url.scheme(),
+                        url.host_str().unwrap_or_default()
+                    ),
+                    None => format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default()),
+                };
+                let store = hdfs_native_object_store::HdfsObjectStoreBuilder::new()
+                    .with_url(authority.as_str())
+                    .build()
+                    .map_err(|e| invalid(format!("cannot configure HDFS: {e}")))?;
+                Ok(Self::remote(
+                    &url,
+                    &format!("{authority}/"),
+                    StoreKind::Hdfs,
+                    Arc::new(store),
+                ))
             }
             // One-letter "schemes" are Windows drive letters, not URLs.
-            Ok(url) if url.scheme().len() > 1 => return Err(unsupported(url.scheme())),
-            _ => PathBuf::from(location),
+            Ok(url) if url.scheme().len() > 1 => Err(invalid(format!(
+                "the {}:// scheme is not supported (use a local path, file://, s3:// or hdfs://)",
+                url.scheme()
+            ))),
+            _ => Self::local(location, std::path::Path::new(location)),
+        }
+    }
+
+    fn local(location: &str, path: &std::path::Path) -> Result<Self, SinkError> {
+        let invalid = |reason: String| SinkError::Location {
+            location: location.to_owned(),
+            reason,
         };
-        let local_root = std::path::absolute(&local_root).map_err(|e| SinkError::Location {
-            location: location.to_owned(),
-            reason: e.to_string(),
-        })?;
-        let url = Url::from_directory_path(&local_root).map_err(|()| SinkError::Location {
-            location: location.to_owned(),
-            reason: "not an absolute path".into(),
-        })?;
-        let root = Path::from_absolute_path(&local_root).map_err(|e| SinkError::Location {
-            location: location.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let path = std::path::absolute(path).map_err(|e| invalid(e.to_string()))?;
+        let url =
+            Url::from_directory_path(&path).map_err(|()| invalid("not an absolute path".into()))?;
+        let root = Path::from_absolute_path(&path).map_err(|e| invalid(e.to_string()))?;
         Ok(Warehouse {
             url,
             root,
-            local_root,
+            kind: StoreKind::Local,
             store: Arc::new(LocalFileSystem::new()),
         })
+    }
+
+    fn remote(url: &Url, base: &str, kind: StoreKind, store: Arc<dyn ObjectStore>) -> Self {
+        let root = Path::from_iter(url.path().split('/').filter(|s| !s.is_empty()));
+        let url = if root.as_ref().is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}{root}/")
+        };
+        Warehouse {
+            url: Url::parse(&url).unwrap_or_else(|_| unreachable!("built from a parsed URL")),
+            root,
+            kind,
+            store,
+        }
     }
 
     /// The object store holding the warehouse.
@@ -67,70 +136,136 @@ impl Warehouse {
         Arc::clone(&self.store)
     }
 
+    /// What kind of store this is.
+    pub fn kind(&self) -> StoreKind {
+        self.kind
+    }
+
     /// Root URL, with a trailing slash.
     pub fn url(&self) -> &Url {
         &self.url
     }
 
-    /// Store path of a folder under the root.
-    pub fn path(&self, folder: &str) -> Path {
-        self.root.clone().join(folder)
+    /// The URL a query engine registers the store under: scheme and authority.
+    pub fn store_url(&self) -> Url {
+        let mut url = self.url.clone();
+        url.set_path("/");
+        url
     }
 
-    /// URL of table `name`, as a folder (trailing slash).
-    pub fn table_url(&self, name: &str) -> String {
-        format!("{}{}/", self.url, name)
+    /// Store path of a folder (one or more `/`-separated segments) under the root.
+    pub fn path(&self, relative: &str) -> Path {
+        relative
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .fold(self.root.clone(), |path, segment| path.join(segment))
     }
 
-    /// Local folder of the warehouse root.
-    pub fn local_root(&self) -> &std::path::Path {
-        &self.local_root
+    /// Store path of an object named by its warehouse-relative path as the store spells it
+    /// (already escaped, as a commit records it).
+    pub fn object(&self, relative: &str) -> Path {
+        let full = if self.root.as_ref().is_empty() {
+            relative.to_owned()
+        } else {
+            format!("{}/{relative}", self.root)
+        };
+        Path::parse(full).unwrap_or_else(|_| self.path(relative))
     }
 
-    /// True when the warehouse root exists.
-    pub fn exists(&self) -> bool {
-        self.local_root.is_dir()
+    /// The warehouse-relative name of `path` (as [`Warehouse::object`] takes it), or `None`
+    /// when `path` is not under `folder`.
+    pub fn relative_to(path: &Path, folder: &Path) -> Option<String> {
+        let parts: Vec<String> = path
+            .prefix_match(folder)?
+            .map(|part| part.as_ref().to_owned())
+            .collect();
+        Some(parts.join("/"))
+    }
+
+    /// URL of a folder under the root, with a trailing slash.
+    pub fn table_url(&self, relative: &str) -> String {
+        format!("{}{}/", self.url, relative.trim_matches('/'))
+    }
+
+    /// True when the warehouse holds anything at all.
+    pub async fn exists(&self) -> Result<bool, SinkError> {
+        let mut listing = self.store.list(Some(&self.root));
+        match listing.try_next().await {
+            Ok(found) => Ok(found.is_some()),
+            Err(source) => Err(self.store_error(&self.root, source)),
+        }
     }
 
     /// Names of the tables under the root: every folder except hidden and staging ones.
     /// `_bad_records` is a table; `_temporary`-style folders are not.
-    pub fn tables(&self) -> Result<Vec<String>, SinkError> {
-        let entries = std::fs::read_dir(&self.local_root).map_err(|source| SinkError::Io {
-            action: format!("list tables in {}", self.local_root.display()),
-            source,
-        })?;
-        let mut names = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let hidden = name.starts_with('.')
-                || (name.starts_with('_') && name != crate::decode::BAD_RECORDS_TABLE);
-            if !hidden && entry.file_type().is_ok_and(|t| t.is_dir()) {
-                names.push(name);
-            }
-        }
+    pub async fn tables(&self) -> Result<Vec<String>, SinkError> {
+        let mut names: Vec<String> = self
+            .folders(&self.root)
+            .await?
+            .into_iter()
+            .filter(|name| {
+                !(name.starts_with('.')
+                    || (name.starts_with('_') && name != crate::decode::BAD_RECORDS_TABLE))
+            })
+            .collect();
         names.sort();
         Ok(names)
     }
 
+    /// Names of the folders right under `folder`.
+    pub async fn folders(&self, folder: &Path) -> Result<Vec<String>, SinkError> {
+        let listing = self
+            .store
+            .list_with_delimiter(Some(folder))
+            .await
+            .map_err(|source| self.store_error(folder, source))?;
+        Ok(listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_owned))
+            .collect())
+    }
+
     /// Partition columns of table `name`, read from its first `key=value` folders.
-    pub fn partition_columns(&self, name: &str) -> Vec<String> {
+    pub async fn partition_columns(&self, name: &str) -> Result<Vec<String>, SinkError> {
         let mut columns = Vec::new();
-        let mut dir = self.local_root.join(name);
+        let mut folder = self.path(name);
         loop {
-            let next = std::fs::read_dir(&dir).ok().and_then(|entries| {
-                entries.flatten().find_map(|e| {
-                    let file_name = e.file_name().to_string_lossy().into_owned();
-                    let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
-                    let (key, _) = file_name.split_once('=')?;
-                    (is_dir && !key.is_empty()).then(|| (key.to_owned(), e.path()))
-                })
-            });
-            match next {
-                Some((key, path)) => {
-                    columns.push(key);
-                    dir = path;
+            let mut found = None;
+            for child in self.folders(&folder).await? {
+                if let Some((key, _)) = child.split_once('=')
+                    && !key.is_empty()
+                {
+                    found = Some((key.to_owned(), child.clone()));
+                    break;
                 }
-                None => return columns,
+            }
+            match found {
+                Some((key, child)) => {
+                    columns.push(key);
+                    folder = folder.join(child.as_str());
+                }
+                None => return Ok(columns),
+            }
+        }
+    }
+
+    /// A store error that names the full URL of `path`.
+    pub fn store_error(&self, path: &Path, source: object_store::Error) -> SinkError {
+        SinkError::Store {
+            path: self.display(path),
+            source,
+        }
+    }
+
+    /// The URL of a store path, for messages.
+    pub fn display(&self, path: &Path) -> String {
+        match self.kind {
+            StoreKind::Local => format!("/{path}"),
+            StoreKind::S3 | StoreKind::Hdfs => {
+                let mut url = self.store_url().to_string();
+                url.push_str(path.as_ref());
+                url
             }
         }
     }
@@ -147,22 +282,52 @@ mod tests {
         assert_eq!(a.url(), b.url());
         assert_eq!(a.table_url("purchases"), "file:///tmp/wh/purchases/");
         assert_eq!(a.path("purchases").as_ref(), "tmp/wh/purchases");
+        assert_eq!(a.kind(), StoreKind::Local);
+        assert_eq!(a.display(&a.path("x/y")), "/tmp/wh/x/y");
     }
 
     #[test]
     fn relative_paths_become_absolute() {
         let w = Warehouse::parse("bnetl-data/warehouse").unwrap();
-        assert!(w.local_root().is_absolute());
         assert!(w.url().as_str().ends_with("/bnetl-data/warehouse/"));
+        assert!(w.url().as_str().starts_with("file:///"));
+    }
+
+    #[test]
+    fn s3_urls_map_bucket_and_prefix() {
+        let w = Warehouse::parse("s3://games/warehouse/prod/").unwrap();
+        assert_eq!(w.kind(), StoreKind::S3);
+        assert_eq!(w.url().as_str(), "s3://games/warehouse/prod/");
+        assert_eq!(w.store_url().as_str(), "s3://games/");
+        assert_eq!(w.path("purchases").as_ref(), "warehouse/prod/purchases");
+        assert_eq!(
+            w.table_url("purchases"),
+            "s3://games/warehouse/prod/purchases/"
+        );
+        let bare = Warehouse::parse("s3://games").unwrap();
+        assert_eq!(bare.url().as_str(), "s3://games/");
+        assert_eq!(bare.path("t").as_ref(), "t");
+        assert!(Warehouse::parse("s3:///nobucket").is_err());
+    }
+
+    #[test]
+    fn hdfs_urls_keep_the_name_node_and_path() {
+        let w = Warehouse::parse("hdfs://namenode:8020/user/bnetl/warehouse").unwrap();
+        assert_eq!(w.kind(), StoreKind::Hdfs);
+        assert_eq!(w.store_url().as_str(), "hdfs://namenode:8020/");
+        assert_eq!(
+            w.table_url("purchases"),
+            "hdfs://namenode:8020/user/bnetl/warehouse/purchases/"
+        );
     }
 
     #[test]
     fn unsupported_schemes_are_refused_by_name() {
-        let err = Warehouse::parse("s3://bucket/prefix")
+        let err = Warehouse::parse("gs://bucket/prefix")
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("s3://bucket/prefix") && err.contains("not supported"),
+            err.contains("gs://bucket/prefix") && err.contains("not supported"),
             "{err}"
         );
     }

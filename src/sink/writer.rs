@@ -158,10 +158,10 @@ impl PartitionedWriter {
         Ok(OpenFile { writer, rows: 0 })
     }
 
-    /// Closes every open file. A run with no rows still writes one empty file, so the table
-    /// has a schema that readers can load.
-    pub async fn finish(mut self) -> Result<WrittenFiles, SinkError> {
-        if self.files.is_empty() {
+    /// Closes every open file. With `schema_file`, a run with no rows still writes one empty
+    /// file, so the table has a schema that readers can load.
+    pub async fn finish(mut self, schema_file: bool) -> Result<WrittenFiles, SinkError> {
+        if self.files.is_empty() && schema_file {
             let key: PartitionKey = self.partition_by.iter().map(|_| None).collect();
             let file = self.open_file(&key)?;
             self.open.insert(key, file);

@@ -116,6 +116,9 @@ pub enum OffsetSpec {
     Latest,
     /// Per-partition offsets; `-2` means earliest and `-1` latest, as in Spark.
     Partitions(BTreeMap<i32, i64>),
+    /// Where a table's last commit ended (`--incremental`): partitions it does not name start
+    /// at the earliest offset, as new partitions do in a Spark stream.
+    Resume(BTreeMap<i32, i64>),
 }
 
 /// Spark's sentinel for "earliest" in JSON offsets.
@@ -333,6 +336,17 @@ pub fn resolve(
                 });
             }
         }
+        if let OffsetSpec::Resume(committed) = spec
+            && let Some(partition) = committed
+                .keys()
+                .find(|p| !watermarks.iter().any(|w| w.partition == **p))
+        {
+            return Err(ResolveError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition: *partition,
+                available: available(),
+            });
+        }
     }
     let mut resolved = Resolved {
         ranges: Vec::with_capacity(watermarks.len()),
@@ -357,6 +371,9 @@ pub fn resolve(
                 LATEST => w.high,
                 offset => offset,
             },
+            (None, OffsetSpec::Resume(committed)) => {
+                committed.get(&w.partition).copied().unwrap_or(w.low)
+            }
         };
         let end = match (end_times, &bounds.ending) {
             // No record at or after the ending timestamp: read to the end, as Spark does.
@@ -606,6 +623,70 @@ mod resolve_tests {
                 .is_err()
         );
         assert!(ReadBounds::default().validate().is_ok());
+    }
+
+    #[test]
+    fn an_incremental_run_resumes_where_the_table_ended_and_new_partitions_start_earliest() {
+        let resume = |committed: &[(i32, i64)], fail_on_data_loss| ReadBounds {
+            starting: OffsetSpec::Resume(committed.iter().copied().collect()),
+            fail_on_data_loss,
+            ..ReadBounds::default()
+        };
+        let resolved =
+            resolve("events", &WATERMARKS, &resume(&[(0, 70)], true), None, None).unwrap();
+        assert_eq!(resolved.ranges, vec![range(0, 70, 100), range(1, 40, 60)]);
+        // Caught up: empty ranges, nothing to read.
+        let done = resolve(
+            "events",
+            &WATERMARKS,
+            &resume(&[(0, 100), (1, 60)], true),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(done.ranges, vec![range(0, 100, 100), range(1, 60, 60)]);
+        // Retention deleted offsets the table has not read yet.
+        let err =
+            resolve("events", &WATERMARKS, &resume(&[(1, 10)], true), None, None).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ResolveError::DataLoss {
+                    partition: 1,
+                    requested: 10,
+                    log_start: 40,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let skipped = resolve(
+            "events",
+            &WATERMARKS,
+            &resume(&[(1, 10)], false),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(skipped.lost[0].skipped(), 30);
+        // The table holds offsets the topic never had (recreated topic).
+        let err = resolve(
+            "events",
+            &WATERMARKS,
+            &resume(&[(0, 500)], true),
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, ResolveError::BeyondEnd { partition: 0, .. }),
+            "{err}"
+        );
+        let err = resolve("events", &WATERMARKS, &resume(&[(7, 1)], true), None, None).unwrap_err();
+        assert!(
+            matches!(err, ResolveError::UnknownPartition { partition: 7, .. }),
+            "{err}"
+        );
     }
 }
 

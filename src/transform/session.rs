@@ -83,20 +83,24 @@ pub async fn register_warehouse(
     ctx: &SessionContext,
     warehouse: &Warehouse,
 ) -> Result<Vec<String>, QueryError> {
-    if !warehouse.exists() {
+    let unreadable = |e: crate::sink::SinkError| QueryError::Register {
+        table: "*".into(),
+        location: warehouse.url().to_string(),
+        source: datafusion::error::DataFusionError::External(Box::new(e)),
+    };
+    if !warehouse.exists().await.map_err(unreadable)? {
         return Err(QueryError::NoWarehouse {
             location: warehouse.url().to_string(),
         });
     }
-    let tables = warehouse.tables().map_err(|e| QueryError::Register {
-        table: "*".into(),
-        location: warehouse.url().to_string(),
-        source: datafusion::error::DataFusionError::External(Box::new(e)),
-    })?;
+    ctx.register_object_store(&warehouse.store_url(), warehouse.store());
+    let tables = warehouse.tables().await.map_err(unreadable)?;
     for table in &tables {
         let location = warehouse.table_url(table);
         let partition_cols = warehouse
             .partition_columns(table)
+            .await
+            .map_err(unreadable)?
             .into_iter()
             .map(|c| (c, DataType::Utf8))
             .collect();

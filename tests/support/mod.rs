@@ -3,6 +3,7 @@
 #![allow(dead_code)] // Each test binary uses a different subset of the helpers.
 
 pub mod kafka;
+pub mod s3;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -42,6 +43,8 @@ pub struct Bnetl {
     pub dir: tempfile::TempDir,
     /// `--brokers` for every command, when the test runs against Kafka.
     pub brokers: Option<String>,
+    /// Environment variables set for every command (e.g. the S3 endpoint and credentials).
+    pub env: Vec<(String, String)>,
 }
 
 impl Bnetl {
@@ -49,6 +52,7 @@ impl Bnetl {
         Bnetl {
             dir: tempfile::tempdir().expect("temp dir"),
             brokers: None,
+            env: Vec::new(),
         }
     }
 
@@ -76,6 +80,7 @@ impl Bnetl {
                 cmd.env_remove(key);
             }
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("--data-dir").arg(self.dir.path());
         if let Some(brokers) = &self.brokers {
             cmd.arg("--brokers").arg(brokers);
@@ -117,8 +122,16 @@ impl Bnetl {
 
     /// Pipes `input` into `bnetl produce -`.
     pub fn produce(&self, input: &[u8]) {
+        self.produce_with(&[], input);
+    }
+
+    /// Pipes `input` into `bnetl produce OPTIONS -`.
+    pub fn produce_with(&self, options: &[&str], input: &[u8]) {
+        let mut args = vec!["produce"];
+        args.extend_from_slice(options);
+        args.push("-");
         let mut child = self
-            .cmd(&["produce", "-"])
+            .cmd(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -150,6 +163,36 @@ impl Bnetl {
         std::fs::read_dir(self.warehouse().join(".bnetl-staging"))
             .map(|d| d.count())
             .unwrap_or(0)
+    }
+
+    /// `bnetl status --format csv [TABLE]` as rows of column name → value.
+    pub fn status(&self, table: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+        let output = self.ok(&["status", "--format", "csv", table]);
+        let text = String::from_utf8(output.stdout).expect("utf-8 output");
+        let mut lines = text.lines();
+        let header: Vec<String> = lines
+            .next()
+            .expect("a header row")
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        lines
+            .map(|line| {
+                header
+                    .iter()
+                    .cloned()
+                    .zip(line.split(',').map(str::to_owned))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Total lag of `table` over its partitions, from `bnetl status`.
+    pub fn lag(&self, table: &str) -> i64 {
+        self.status(table)
+            .iter()
+            .map(|row| row["lag"].parse::<i64>().expect("a lag"))
+            .sum()
     }
 
     /// The one data row of `query`'s CSV result, as integers.

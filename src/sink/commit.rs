@@ -1,0 +1,538 @@
+//! The commit protocol of a table, the same on every store.
+//!
+//! A run writes its files under `<warehouse>/.bnetl-staging/<run_id>/`, with the same relative
+//! paths they will have in the warehouse, so no reader ever lists them. It then *claims* the
+//! table's next version by creating `<table>/_bnetl_log/<version>.json` only if it does not
+//! exist (an atomic create on a local disk, S3's `If-None-Match: *`, HDFS's create without
+//! overwrite). That file is the commit: it lists the run's files, the offsets the table now holds
+//! per partition, and the save mode. Two runs that started from the same version cannot both
+//! claim the next one: the second fails with a conflict and its output is discarded.
+//!
+//! Publishing follows the claim: `_SUCCESS` is removed, each staged file is renamed to its final
+//! name (atomic on a local disk and HDFS; a server-side copy then delete on S3, so each file
+//! appears whole), an overwrite then deletes the files of earlier versions, and `_SUCCESS` is
+//! written last, naming the version. Publishing is idempotent: a run that finds the latest
+//! commit unpublished (no `_SUCCESS`, or one naming an older version) finishes it first. So a
+//! run killed before its claim leaves nothing but a staging folder, and one killed after it is
+//! completed by the next run: the offsets in the log always describe exactly the rows in the
+//! table, which is what makes `--incremental` exactly-once.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutOptions};
+use serde::{Deserialize, Serialize};
+
+use super::store::STAGING_DIR;
+use super::{SUCCESS_MARKER, SinkError, Warehouse};
+
+/// Folder of a table's commits. It starts with `_`, so Spark and Hive skip it, and holds no
+/// `.parquet` files, so DuckDB's and DataFusion's globs skip it too.
+pub const LOG_DIR: &str = "_bnetl_log";
+
+/// Staging folders older than this with no commit are left by killed runs and are removed.
+const ORPHAN_AGE_MS: i64 = 24 * 3600 * 1000;
+
+/// Spark's save modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SaveMode {
+    /// Replace the table (the previous data stays readable until the new data is complete)
+    Overwrite,
+    /// Add the run's files to the table
+    Append,
+    /// Fail if the table exists
+    #[value(alias = "errorifexists", alias = "error")]
+    ErrorIfExists,
+    /// Do nothing if the table exists
+    Ignore,
+}
+
+impl std::fmt::Display for SaveMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SaveMode::Overwrite => "overwrite",
+            SaveMode::Append => "append",
+            SaveMode::ErrorIfExists => "error-if-exists",
+            SaveMode::Ignore => "ignore",
+        })
+    }
+}
+
+/// The offsets one run read from one partition: `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedRange {
+    /// Partition.
+    pub partition: i32,
+    /// First offset read.
+    pub start: i64,
+    /// One past the last offset read.
+    pub end: i64,
+}
+
+/// One committed version of a table: `<table>/_bnetl_log/<version>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commit {
+    /// 1, 2, ... in commit order.
+    pub version: u64,
+    /// The run that wrote it.
+    pub run_id: String,
+    /// The job (extract, transform, filtered-writes).
+    pub job: String,
+    /// Overwrite (the table is this version's files) or append (added to the previous ones).
+    pub mode: SaveMode,
+    /// When the version was claimed (ms since the epoch).
+    pub committed_at_ms: i64,
+    /// The topic read.
+    pub topic: String,
+    /// What this run read.
+    pub ranges: Vec<CommittedRange>,
+    /// Per partition, the next offset to read: everything before it is in the table.
+    pub offsets: BTreeMap<i32, i64>,
+    /// Data files of the run, relative to the warehouse root (the table's and its bad records').
+    pub files: Vec<String>,
+    /// Rows the run added to the table.
+    pub rows: u64,
+    /// Rows the run added to the table's bad records.
+    pub bad_records: u64,
+}
+
+/// What `_SUCCESS` holds: the version it marks complete. Readers only check that it exists.
+#[derive(Debug, Serialize, Deserialize)]
+struct SuccessMarker {
+    version: u64,
+    run_id: String,
+}
+
+/// The commit log of one table and the folder its bad records go to.
+#[derive(Debug, Clone)]
+pub struct TableLog {
+    warehouse: Warehouse,
+    table: String,
+    bad_folder: String,
+}
+
+impl TableLog {
+    /// The log of `table`, whose bad records live under `bad_folder` (warehouse-relative).
+    pub fn new(warehouse: &Warehouse, table: &str, bad_folder: &str) -> Self {
+        TableLog {
+            warehouse: warehouse.clone(),
+            table: table.to_owned(),
+            bad_folder: bad_folder.to_owned(),
+        }
+    }
+
+    fn log_path(&self, version: u64) -> Path {
+        self.warehouse
+            .path(&format!("{}/{LOG_DIR}/{version:020}.json", self.table))
+    }
+
+    fn success_path(&self) -> Path {
+        self.warehouse
+            .path(&format!("{}/{SUCCESS_MARKER}", self.table))
+    }
+
+    /// Staging folder of a run (warehouse-relative).
+    pub fn staging_folder(run_id: &str) -> String {
+        format!("{STAGING_DIR}/{run_id}")
+    }
+
+    /// Every committed version, oldest first.
+    pub async fn versions(&self) -> Result<Vec<u64>, SinkError> {
+        let folder = self.warehouse.path(&format!("{}/{LOG_DIR}", self.table));
+        let objects: Vec<_> = self
+            .warehouse
+            .store()
+            .list(Some(&folder))
+            .try_collect()
+            .await
+            .map_err(|e| self.warehouse.store_error(&folder, e))?;
+        let mut versions: Vec<u64> = objects
+            .iter()
+            .filter_map(|o| o.location.filename()?.strip_suffix(".json")?.parse().ok())
+            .collect();
+        versions.sort_unstable();
+        Ok(versions)
+    }
+
+    /// Reads version `version`.
+    pub async fn read(&self, version: u64) -> Result<Commit, SinkError> {
+        let path = self.log_path(version);
+        let bytes = self
+            .warehouse
+            .store()
+            .get(&path)
+            .await
+            .map_err(|e| self.warehouse.store_error(&path, e))?
+            .bytes()
+            .await
+            .map_err(|e| self.warehouse.store_error(&path, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| SinkError::Corrupt {
+            path: self.warehouse.display(&path),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The latest committed version, if any.
+    pub async fn latest(&self) -> Result<Option<Commit>, SinkError> {
+        match self.versions().await?.last() {
+            Some(&version) => Ok(Some(self.read(version).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The commits whose files make up the table now: the latest overwrite and every append
+    /// after it (all of them when the table was only ever appended to). Oldest first.
+    pub async fn live(&self) -> Result<Vec<Commit>, SinkError> {
+        let mut live = Vec::new();
+        for version in self.versions().await?.into_iter().rev() {
+            let commit = self.read(version).await?;
+            let overwrite = commit.mode == SaveMode::Overwrite;
+            live.push(commit);
+            if overwrite {
+                break;
+            }
+        }
+        live.reverse();
+        Ok(live)
+    }
+
+    /// True when the table holds anything: a commit or any file.
+    pub async fn exists(&self) -> Result<bool, SinkError> {
+        let folder = self.warehouse.path(&self.table);
+        let first = self
+            .warehouse
+            .store()
+            .list(Some(&folder))
+            .try_next()
+            .await
+            .map_err(|e| self.warehouse.store_error(&folder, e))?;
+        Ok(first.is_some())
+    }
+
+    /// The version `_SUCCESS` marks complete: `Some(0)` for a `_SUCCESS` that names none
+    /// (written by Spark or an older bnetl), `None` when there is no `_SUCCESS`.
+    pub async fn success_version(&self) -> Result<Option<u64>, SinkError> {
+        let path = self.success_path();
+        match self.warehouse.store().get(&path).await {
+            Ok(found) => {
+                let bytes = found
+                    .bytes()
+                    .await
+                    .map_err(|e| self.warehouse.store_error(&path, e))?;
+                Ok(Some(
+                    serde_json::from_slice::<SuccessMarker>(&bytes).map_or(0, |m| m.version),
+                ))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.warehouse.store_error(&path, e)),
+        }
+    }
+
+    /// Finishes publishing the latest commit if a killed run left it half done, and removes
+    /// staging folders that killed runs left long ago. Returns the latest commit.
+    pub async fn recover(&self) -> Result<Option<Commit>, SinkError> {
+        let latest = self.latest().await?;
+        if let Some(commit) = &latest
+            && self
+                .success_version()
+                .await?
+                .is_none_or(|v| v < commit.version)
+        {
+            tracing::warn!(
+                table = self.table,
+                version = commit.version,
+                run = commit.run_id,
+                "finishing the publication of a commit an interrupted run left"
+            );
+            self.publish(commit).await?;
+        }
+        self.sweep_orphans(latest.as_ref()).await;
+        Ok(latest)
+    }
+
+    /// Claims version `commit.version`: creates its log file only if no run created it first.
+    pub async fn claim(&self, commit: &Commit) -> Result<(), SinkError> {
+        let path = self.log_path(commit.version);
+        let body = serde_json::to_vec_pretty(commit).map_err(|e| SinkError::Corrupt {
+            path: self.warehouse.display(&path),
+            reason: e.to_string(),
+        })?;
+        let options = PutOptions::from(PutMode::Create);
+        match self
+            .warehouse
+            .store()
+            .put_opts(&path, body.into(), options)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(
+                    table = self.table,
+                    version = commit.version,
+                    files = commit.files.len(),
+                    "claimed table version"
+                );
+                Ok(())
+            }
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => {
+                let other = self.read(commit.version).await.ok();
+                Err(SinkError::Conflict {
+                    table: self.table.clone(),
+                    version: commit.version,
+                    other_run: other
+                        .map_or_else(|| "another run".into(), |c| format!("run {}", c.run_id)),
+                })
+            }
+            Err(e) => Err(self.warehouse.store_error(&path, e)),
+        }
+    }
+
+    /// Moves the commit's staged files into the table, removes what an overwrite replaces, and
+    /// writes `_SUCCESS` last. Safe to repeat after an interruption at any point.
+    pub async fn publish(&self, commit: &Commit) -> Result<(), SinkError> {
+        let store = self.warehouse.store();
+        let success = self.success_path();
+        match store.delete(&success).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(self.warehouse.store_error(&success, e)),
+        }
+        let staging = Self::staging_folder(&commit.run_id);
+        futures::stream::iter(&commit.files)
+            .map(|file| self.move_into_place(&staging, file))
+            .buffer_unordered(8)
+            .try_collect::<()>()
+            .await?;
+        if commit.mode == SaveMode::Overwrite {
+            let keep: BTreeSet<Path> = commit
+                .files
+                .iter()
+                .map(|f| self.warehouse.object(f))
+                .collect();
+            for folder in [self.table.clone(), self.bad_folder.clone()] {
+                self.delete_except(&folder, &keep).await?;
+            }
+        }
+        let marker = SuccessMarker {
+            version: commit.version,
+            run_id: commit.run_id.clone(),
+        };
+        let body = serde_json::to_vec(&marker).unwrap_or_default();
+        store
+            .put(&success, body.into())
+            .await
+            .map_err(|e| self.warehouse.store_error(&success, e))?;
+        remove_folder(&self.warehouse, &staging).await;
+        tracing::info!(
+            table = self.table,
+            version = commit.version,
+            "published table version"
+        );
+        Ok(())
+    }
+
+    async fn move_into_place(&self, staging: &str, file: &str) -> Result<(), SinkError> {
+        let store = self.warehouse.store();
+        let from = self.warehouse.object(&format!("{staging}/{file}"));
+        let to = self.warehouse.object(file);
+        match store.rename(&from, &to).await {
+            Ok(()) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => match store.head(&to).await {
+                // Moved before an interruption.
+                Ok(_) => Ok(()),
+                Err(_) => Err(SinkError::Corrupt {
+                    path: self.warehouse.display(&to),
+                    reason: format!(
+                        "a file of table {} is neither staged nor published",
+                        self.table
+                    ),
+                }),
+            },
+            Err(e) => Err(self.warehouse.store_error(&from, e)),
+        }
+    }
+
+    /// Deletes every object under `folder` except `keep`, the commit log and `_SUCCESS`.
+    async fn delete_except(&self, folder: &str, keep: &BTreeSet<Path>) -> Result<(), SinkError> {
+        let store = self.warehouse.store();
+        let prefix = self.warehouse.path(folder);
+        let log = self.warehouse.path(&format!("{}/{LOG_DIR}", self.table));
+        let stale: Vec<Path> = store
+            .list(Some(&prefix))
+            .map_ok(|o| o.location)
+            .try_filter(|p| {
+                let keep = keep.contains(p)
+                    || p.prefix_matches(&log)
+                    || p.filename() == Some(SUCCESS_MARKER);
+                futures::future::ready(!keep)
+            })
+            .try_collect()
+            .await
+            .map_err(|e| self.warehouse.store_error(&prefix, e))?;
+        for path in stale {
+            match store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.warehouse.store_error(&path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes staging folders of runs that started more than a day ago and never committed.
+    async fn sweep_orphans(&self, latest: Option<&Commit>) {
+        let staging = self.warehouse.path(STAGING_DIR);
+        let Ok(runs) = self.warehouse.folders(&staging).await else {
+            return;
+        };
+        let now = crate::server::now_ms();
+        for run in runs {
+            let Ok(id) = uuid::Uuid::parse_str(&run) else {
+                continue;
+            };
+            let started = id
+                .get_timestamp()
+                .map(|t| {
+                    let (secs, nanos) = t.to_unix();
+                    i64::try_from(secs * 1000 + u64::from(nanos) / 1_000_000).unwrap_or(i64::MAX)
+                })
+                .unwrap_or(i64::MAX);
+            let committed = latest.is_some_and(|c| c.run_id == run);
+            if !committed && now.saturating_sub(started) > ORPHAN_AGE_MS {
+                remove_folder(&self.warehouse, &Self::staging_folder(&run)).await;
+            }
+        }
+    }
+}
+
+/// Deletes everything under a warehouse-relative folder; failures are logged, not raised
+/// (a leftover staging folder is invisible to readers).
+pub async fn remove_folder(warehouse: &Warehouse, folder: &str) {
+    let store = warehouse.store();
+    let prefix = warehouse.path(folder);
+    let paths = store.list(Some(&prefix)).map_ok(|o| o.location).boxed();
+    let mut deleted = store.delete_stream(paths);
+    while let Some(result) = deleted.next().await {
+        match result {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => {
+                tracing::warn!(folder = warehouse.display(&prefix), error = %e, "cannot remove a staging folder");
+                return;
+            }
+        }
+    }
+    if warehouse.kind() == super::store::StoreKind::Local {
+        // A local store leaves the emptied folders behind.
+        let dir = std::path::PathBuf::from(warehouse.display(&prefix));
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(folder = %dir.display(), error = %e, "cannot remove a staging folder");
+        }
+    }
+}
+
+/// The offsets a table holds after a run: an overwrite holds what it read; an append adds what
+/// it read to what the table held.
+pub fn next_offsets(
+    base: Option<&Commit>,
+    mode: SaveMode,
+    ranges: &[CommittedRange],
+) -> BTreeMap<i32, i64> {
+    let mut offsets = match (mode, base) {
+        (SaveMode::Append, Some(base)) => base.offsets.clone(),
+        _ => BTreeMap::new(),
+    };
+    for range in ranges {
+        let next = offsets.entry(range.partition).or_insert(range.end);
+        *next = (*next).max(range.end);
+    }
+    offsets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(mode: SaveMode, offsets: &[(i32, i64)]) -> Commit {
+        Commit {
+            version: 1,
+            run_id: "r".into(),
+            job: "extract".into(),
+            mode,
+            committed_at_ms: 0,
+            topic: "events".into(),
+            ranges: Vec::new(),
+            offsets: offsets.iter().copied().collect(),
+            files: Vec::new(),
+            rows: 0,
+            bad_records: 0,
+        }
+    }
+
+    #[test]
+    fn appends_carry_the_offsets_forward_and_overwrites_restart_them() {
+        let base = commit(SaveMode::Overwrite, &[(0, 10), (1, 7)]);
+        let read = [
+            CommittedRange {
+                partition: 0,
+                start: 10,
+                end: 15,
+            },
+            CommittedRange {
+                partition: 2,
+                start: 0,
+                end: 3,
+            },
+        ];
+        let appended = next_offsets(Some(&base), SaveMode::Append, &read);
+        assert_eq!(appended, [(0, 15), (1, 7), (2, 3)].into());
+        let replaced = next_offsets(Some(&base), SaveMode::Overwrite, &read);
+        assert_eq!(replaced, [(0, 15), (2, 3)].into());
+        // Re-reading old offsets in append mode never moves the table's offsets back.
+        let old = [CommittedRange {
+            partition: 0,
+            start: 0,
+            end: 5,
+        }];
+        assert_eq!(
+            next_offsets(Some(&base), SaveMode::Append, &old),
+            [(0, 10), (1, 7)].into()
+        );
+    }
+
+    #[test]
+    fn commits_round_trip_through_json_with_spark_mode_names() {
+        let c = commit(SaveMode::ErrorIfExists, &[(0, 1)]);
+        let text = serde_json::to_string(&c).unwrap();
+        assert!(text.contains(r#""mode":"error-if-exists""#), "{text}");
+        assert_eq!(serde_json::from_str::<Commit>(&text).unwrap(), c);
+    }
+
+    #[tokio::test]
+    async fn a_version_can_be_claimed_once_and_publishing_can_be_repeated() {
+        let dir = tempfile::tempdir().unwrap();
+        let wh = Warehouse::parse(&dir.path().to_string_lossy()).unwrap();
+        let log = TableLog::new(&wh, "t", "_bad_records/table_name=t");
+        let mut c = commit(SaveMode::Overwrite, &[(0, 3)]);
+        c.files = vec!["t/part-a.parquet".into()];
+        let staged = wh.path(&format!(
+            "{}/t/part-a.parquet",
+            TableLog::staging_folder("r")
+        ));
+        wh.store().put(&staged, b"x".to_vec().into()).await.unwrap();
+        log.claim(&c).await.unwrap();
+        let err = log.claim(&c).await.unwrap_err().to_string();
+        assert!(err.contains("version 1") && err.contains("run r"), "{err}");
+        assert_eq!(log.success_version().await.unwrap(), None);
+        // A run that dies after its claim is finished by the next run's recovery.
+        assert_eq!(log.recover().await.unwrap(), Some(c.clone()));
+        assert_eq!(log.success_version().await.unwrap(), Some(1));
+        assert!(wh.store().head(&wh.path("t/part-a.parquet")).await.is_ok());
+        log.publish(&c).await.unwrap();
+        assert!(wh.store().head(&wh.path("t/part-a.parquet")).await.is_ok());
+        assert!(!dir.path().join(STAGING_DIR).join("r").exists());
+    }
+}

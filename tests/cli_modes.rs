@@ -1,0 +1,201 @@
+//! Save modes, commits, concurrent writers, `--incremental` after new traffic and `bnetl status`,
+//! on the embedded log and a local warehouse.
+
+mod support;
+
+use std::process::Stdio;
+
+use support::Bnetl;
+
+/// `n` game events, `Host` numbered from `first`.
+fn events(first: usize, n: usize) -> Vec<u8> {
+    (first..first + n)
+        .map(|i| {
+            format!(
+                r#"{{"event_type":"purchase_sword","Host":"user{i}.test","Accept":"*/*","User-Agent":"test"}}"#
+            ) + "\n"
+        })
+        .collect::<String>()
+        .into_bytes()
+}
+
+fn count(bnetl: &Bnetl, table: &str) -> i64 {
+    bnetl.sql_numbers(&format!("SELECT COUNT(*) FROM {table}"))[0]
+}
+
+fn parquet_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    let path = e.path();
+                    if path.is_dir() {
+                        parquet_files(&path)
+                    } else {
+                        usize::from(path.extension().is_some_and(|x| x == "parquet"))
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn save_modes_follow_spark() {
+    let bnetl = Bnetl::new();
+    bnetl.produce(&events(0, 10));
+    bnetl.ok(&["extract"]);
+    assert_eq!(count(&bnetl, "extracted_events"), 10);
+
+    bnetl.ok(&["extract", "--mode", "append"]);
+    assert_eq!(count(&bnetl, "extracted_events"), 20);
+
+    let err = bnetl.fails(&["extract", "--mode", "error-if-exists"], 1);
+    assert!(
+        err.contains("table extracted_events already exists") && err.contains("error-if-exists"),
+        "{err}"
+    );
+    // Spark's spelling works too.
+    bnetl.fails(&["extract", "--mode", "errorifexists"], 1);
+    assert_eq!(count(&bnetl, "extracted_events"), 20);
+
+    let ignored = bnetl.ok(&["extract", "--mode", "ignore"]);
+    let stderr = String::from_utf8_lossy(&ignored.stderr);
+    assert!(
+        stderr.contains("exists; nothing read or written"),
+        "{stderr}"
+    );
+    assert_eq!(count(&bnetl, "extracted_events"), 20);
+
+    // Overwrite replaces every earlier file; the commit log and _SUCCESS stay.
+    bnetl.ok(&["extract", "--mode", "overwrite"]);
+    assert_eq!(count(&bnetl, "extracted_events"), 10);
+    let table = bnetl.warehouse().join("extracted_events");
+    assert_eq!(parquet_files(&table), 1);
+    assert!(table.join("_SUCCESS").is_file());
+    let versions = std::fs::read_dir(table.join("_bnetl_log")).unwrap().count();
+    assert_eq!(versions, 3, "overwrite, append, overwrite");
+    assert_eq!(bnetl.staged_runs(), 0);
+
+    // Modes on a table that does not exist yet write it.
+    bnetl.ok(&["extract", "--table", "fresh", "--mode", "error-if-exists"]);
+    bnetl.ok(&["extract", "--table", "fresh2", "--mode", "ignore"]);
+    assert_eq!(count(&bnetl, "fresh"), 10);
+    assert_eq!(count(&bnetl, "fresh2"), 10);
+}
+
+#[test]
+fn incremental_runs_append_only_new_events_and_status_shows_the_lag() {
+    let bnetl = Bnetl::new();
+    bnetl.produce_with(&["--partitions", "3"], &events(0, 30));
+    let first = bnetl.ok(&["extract", "--incremental"]);
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        stderr.contains("committed as version 1 (append)"),
+        "{stderr}"
+    );
+    assert_eq!(count(&bnetl, "extracted_events"), 30);
+    assert_eq!(bnetl.lag("extracted_events"), 0);
+
+    bnetl.produce(&events(30, 12));
+    assert_eq!(bnetl.lag("extracted_events"), 12);
+    let status = bnetl.status("extracted_events");
+    assert_eq!(status.len(), 3, "one row per partition: {status:?}");
+    assert_eq!(status[0]["_SUCCESS"], "true");
+    assert_eq!(status[0]["rows"], "30");
+
+    bnetl.ok(&["extract", "--incremental"]);
+    assert_eq!(count(&bnetl, "extracted_events"), 42);
+    assert_eq!(
+        bnetl.sql_numbers(
+            r#"SELECT COUNT(DISTINCT Host), COUNT(DISTINCT CAST("partition" AS BIGINT) * 1000000 + "offset") FROM extracted_events"#
+        ),
+        [42, 42]
+    );
+    assert_eq!(bnetl.lag("extracted_events"), 0);
+    let status = bnetl.status("extracted_events");
+    assert_eq!(status[0]["rows"], "42");
+    assert_eq!(status[0]["version"], "2");
+    let committed: i64 = status
+        .iter()
+        .map(|r| r["committed_offset"].parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(committed, 42);
+
+    // Caught up: a run reads nothing and adds nothing.
+    bnetl.ok(&["extract", "--incremental"]);
+    assert_eq!(count(&bnetl, "extracted_events"), 42);
+    assert_eq!(bnetl.lag("extracted_events"), 0);
+
+    // A full overwrite records its offsets too, so incremental runs continue after it.
+    bnetl.ok(&["extract"]);
+    bnetl.produce(&events(42, 3));
+    bnetl.ok(&["extract", "--incremental"]);
+    assert_eq!(count(&bnetl, "extracted_events"), 45);
+}
+
+#[test]
+fn incremental_options_that_contradict_it_are_usage_errors() {
+    let bnetl = Bnetl::new();
+    bnetl.produce(&events(0, 3));
+    let err = bnetl.fails(&["extract", "--incremental", "--mode", "overwrite"], 2);
+    assert!(err.contains("--incremental appends"), "{err}");
+    let err = bnetl.fails(
+        &[
+            "extract",
+            "--incremental",
+            "--starting-offsets",
+            r#"{"events":{"0":1}}"#,
+        ],
+        2,
+    );
+    assert!(err.contains("drop --starting-offsets"), "{err}");
+}
+
+#[test]
+fn two_runs_writing_one_table_at_once_one_wins_and_the_table_stays_whole() {
+    let bnetl = Bnetl::new();
+    bnetl.produce(&events(0, 60_000));
+    bnetl.ok(&["extract"]);
+    let mut conflicts = 0;
+    // The runs race; each attempt must leave a whole table, and the race must be seen.
+    for _ in 0..5 {
+        let spawn = || {
+            bnetl
+                .cmd(&["extract", "--mode", "append"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn extract")
+        };
+        let (a, b) = (spawn(), spawn());
+        let outputs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+        let failed: Vec<String> = outputs
+            .iter()
+            .filter(|o| !o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .collect();
+        assert!(failed.len() < 2, "both runs failed: {failed:?}");
+        for err in &failed {
+            assert!(
+                err.contains("table extracted_events changed while this run was writing")
+                    && err.contains("output was discarded"),
+                "{err}"
+            );
+        }
+        conflicts += failed.len();
+        assert_eq!(bnetl.staged_runs(), 0, "the loser's files are removed");
+        if conflicts > 0 {
+            break;
+        }
+    }
+    assert!(conflicts > 0, "no attempt raced");
+    let n = count(&bnetl, "extracted_events");
+    assert_eq!(n % 60_000, 0, "whole runs only: {n}");
+    let versions = bnetl.status("extracted_events")[0]["version"]
+        .parse::<i64>()
+        .unwrap();
+    assert_eq!(n, versions * 60_000, "each version added one whole read");
+}
