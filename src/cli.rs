@@ -186,6 +186,10 @@ pub struct JobArgs {
     #[arg(long, env = "BNETL_MAX_ROWS_PER_FILE", default_value_t = 4 * 1024 * 1024)]
     pub max_rows_per_file: u64,
 
+    /// Start a new Parquet file once the current one holds this many encoded bytes
+    #[arg(long, env = "BNETL_MAX_FILE_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub max_file_bytes: u64,
+
     /// Spark's save mode when the table exists [default: overwrite; append with --incremental]
     #[arg(long, value_enum, env = "BNETL_MODE")]
     pub mode: Option<SaveMode>,
@@ -255,6 +259,7 @@ impl Default for JobArgs {
             fail_on_data_loss: true,
             include_headers: false,
             max_rows_per_file: crate::sink::RollPolicy::default().max_rows_per_file,
+            max_file_bytes: crate::sink::RollPolicy::default().max_file_bytes,
             mode: None,
             incremental: false,
         }

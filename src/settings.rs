@@ -175,9 +175,9 @@ impl JobSettings {
             .partition_by
             .clone()
             .unwrap_or_else(|| job.partition_by.iter().map(|c| (*c).to_owned()).collect());
-        if args.max_rows_per_file == 0 {
+        if args.max_rows_per_file == 0 || args.max_file_bytes == 0 {
             return Err(Error::Usage(
-                "--max-rows-per-file must be at least 1".into(),
+                "--max-rows-per-file and --max-file-bytes must be at least 1".into(),
             ));
         }
         let mode = match (args.incremental, args.mode) {
@@ -204,7 +204,7 @@ impl JobSettings {
                 partition_by,
                 roll: RollPolicy {
                     max_rows_per_file: args.max_rows_per_file,
-                    ..RollPolicy::default()
+                    max_file_bytes: args.max_file_bytes,
                 },
             },
             bounds,

@@ -170,3 +170,55 @@ fn ctrl_c_during_extract_exits_130_and_leaves_nothing() {
     assert!(!bnetl.warehouse().join("extracted_events").exists());
     assert_eq!(bnetl.staged_runs(), 0, "staging folder not cleaned up");
 }
+
+#[test]
+fn hostile_partition_values_stay_inside_their_table_folder() {
+    let bnetl = Bnetl::new();
+    let hosts = ["../../escape", "a/b", "x=y", "100%", "tab\there", "..", ""];
+    let mut input = String::new();
+    for host in hosts {
+        input.push_str(&serde_json::json!({"event_type": "default", "Host": host}).to_string());
+        input.push('\n');
+    }
+    input.push_str("{\"event_type\":\"default\"}\n");
+    bnetl.produce(input.as_bytes());
+    bnetl.ok(&["extract", "--table", "by_host", "--partition-by", "Host"]);
+    let table = bnetl.warehouse().join("by_host");
+    let mut folders: Vec<String> = std::fs::read_dir(&table)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("Host="))
+        .collect();
+    folders.sort();
+    assert_eq!(
+        folders,
+        [
+            "Host=..",
+            "Host=..%2F..%2Fescape",
+            "Host=100%25",
+            "Host=__HIVE_DEFAULT_PARTITION__",
+            "Host=a%2Fb",
+            "Host=tab%09here",
+            "Host=x%3Dy",
+        ]
+    );
+    // Nothing was written outside the warehouse's tables (and its hidden staging folder).
+    let mut top: Vec<String> = std::fs::read_dir(bnetl.warehouse())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != ".bnetl-staging")
+        .collect();
+    top.sort();
+    assert_eq!(top, ["_bad_records", "by_host"]);
+    assert_eq!(
+        bnetl.sql_numbers("SELECT COUNT(*), COUNT(DISTINCT Host) FROM by_host"),
+        [8, 7]
+    );
+    // Readers unescape the folder names back to the values.
+    assert_eq!(
+        bnetl.sql_numbers(
+            "SELECT COUNT(*) FROM by_host WHERE Host IN ('../../escape', 'a/b', 'x=y', '100%', '..', 'tab\there')"
+        ),
+        [6]
+    );
+}

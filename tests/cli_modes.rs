@@ -199,3 +199,24 @@ fn two_runs_writing_one_table_at_once_one_wins_and_the_table_stays_whole() {
         .unwrap();
     assert_eq!(n, versions * 60_000, "each version added one whole read");
 }
+
+#[test]
+fn files_hold_at_most_max_rows_per_file_and_roll_on_bytes() {
+    let bnetl = Bnetl::new();
+    bnetl.produce(&events(0, 25_000));
+    bnetl.ok(&["extract", "--max-rows-per-file", "10000"]);
+    let table = bnetl.warehouse().join("extracted_events");
+    // Rows per file, as DuckDB counts them.
+    let rows_per_file = support::python(&format!(
+        "import duckdb\n\
+         rows = duckdb.sql(\"SELECT COUNT(*) AS n FROM read_parquet('{}/*.parquet', filename=true) GROUP BY filename ORDER BY n DESC\").fetchall()\n\
+         print(' '.join(str(n) for (n,) in rows))",
+        table.display()
+    ));
+    assert_eq!(rows_per_file.trim(), "10000 10000 5000");
+    assert_eq!(parquet_files(&table), 3);
+    // A byte bound rolls too: every batch of 8192 rows goes over 1 kB.
+    bnetl.ok(&["extract", "--max-file-bytes", "1000"]);
+    assert_eq!(parquet_files(&table), 4);
+    assert_eq!(count(&bnetl, "extracted_events"), 25_000);
+}

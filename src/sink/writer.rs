@@ -7,7 +7,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use object_store::ObjectStore;
 use object_store::buffered::BufWriter;
-use object_store::path::Path;
+use object_store::path::{Path, PathPart};
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -22,9 +22,10 @@ const ROW_GROUP_ROWS: usize = 256 * 1024;
 /// When to close a data file and start the next one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RollPolicy {
-    /// Close a file once it holds this many rows (checked after each batch).
+    /// A file holds at most this many rows.
     pub max_rows_per_file: u64,
-    /// Close a file once its encoded size reaches this many bytes.
+    /// Close a file once its encoded size reaches this many bytes (checked after each batch, so
+    /// a file can exceed it by up to one batch's encoded size).
     pub max_file_bytes: u64,
 }
 
@@ -115,22 +116,32 @@ impl PartitionedWriter {
         } else {
             split_by_partition(batch, &self.partition_by).map_err(SinkError::Arrow)?
         };
-        for (key, part) in parts {
-            if !self.open.contains_key(&key) {
-                let file = self.open_file(&key)?;
-                self.open.insert(key.clone(), file);
-            }
-            let file = self.open.get_mut(&key).expect("inserted above");
-            file.writer.write(&part).await.map_err(SinkError::Parquet)?;
-            file.rows += part.num_rows() as u64;
-            self.rows += part.num_rows() as u64;
-            let stats = OpenFileStats {
-                rows: file.rows,
-                bytes: (file.writer.bytes_written() + file.writer.in_progress_size()) as u64,
-            };
-            if self.roll.should_roll(&stats) {
-                let full = self.open.remove(&key).expect("present");
-                full.writer.close().await.map_err(SinkError::Parquet)?;
+        for (key, mut part) in parts {
+            // A file never holds more than `max_rows_per_file` rows, as Spark's
+            // maxRecordsPerFile: a batch that would overfill it is split across files.
+            while part.num_rows() > 0 {
+                if !self.open.contains_key(&key) {
+                    let file = self.open_file(&key)?;
+                    self.open.insert(key.clone(), file);
+                }
+                let file = self.open.get_mut(&key).expect("inserted above");
+                let room = self.roll.max_rows_per_file.saturating_sub(file.rows).max(1);
+                let take = part
+                    .num_rows()
+                    .min(usize::try_from(room).unwrap_or(usize::MAX));
+                let head = part.slice(0, take);
+                part = part.slice(take, part.num_rows() - take);
+                file.writer.write(&head).await.map_err(SinkError::Parquet)?;
+                file.rows += take as u64;
+                self.rows += take as u64;
+                let stats = OpenFileStats {
+                    rows: file.rows,
+                    bytes: (file.writer.bytes_written() + file.writer.in_progress_size()) as u64,
+                };
+                if self.roll.should_roll(&stats) {
+                    let full = self.open.remove(&key).expect("present");
+                    full.writer.close().await.map_err(SinkError::Parquet)?;
+                }
             }
         }
         Ok(())
@@ -141,8 +152,14 @@ impl PartitionedWriter {
         self.next_seq += 1;
         let mut path = self.folder.clone();
         if !key.is_empty() {
+            // Segments are already escaped as Spark escapes them (`%2F` for `/`): taken as
+            // they are, not escaped a second time by object_store.
             for segment in hive_path(&self.partition_by, key).split('/') {
-                path = path.join(segment);
+                let part = PathPart::parse(segment).map_err(|e| SinkError::Location {
+                    location: segment.to_owned(),
+                    reason: e.to_string(),
+                })?;
+                path = path.join(part);
             }
         }
         let path = path.join(name);

@@ -12,7 +12,7 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::QueryError;
-use crate::sink::Warehouse;
+use crate::sink::{TableLog, Warehouse, bad_records_folder};
 
 /// A session configured for bnetl's tables.
 ///
@@ -96,6 +96,14 @@ pub async fn register_warehouse(
     ctx.register_object_store(&warehouse.store_url(), warehouse.store());
     let tables = warehouse.tables().await.map_err(unreadable)?;
     for table in &tables {
+        if table != crate::decode::BAD_RECORDS_TABLE {
+            // A commit that an interrupted run claimed but did not finish publishing is finished
+            // first, so the query sees whole versions only.
+            let log = TableLog::new(warehouse, table, &bad_records_folder(table));
+            if let Err(e) = log.recover().await {
+                tracing::warn!(table, error = %crate::error::chain(&e), "cannot finish an interrupted commit; the table may show part of it");
+            }
+        }
         let location = warehouse.table_url(table);
         let partition_cols = warehouse
             .partition_columns(table)
