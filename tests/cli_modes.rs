@@ -45,11 +45,16 @@ fn parquet_files(dir: &std::path::Path) -> usize {
 fn save_modes_follow_spark() {
     let bnetl = Bnetl::new();
     bnetl.produce(&events(0, 10));
+    bnetl.produce(b"not json\n");
+    let bad = "SELECT COUNT(*) FROM _bad_records WHERE table_name = 'extracted_events'";
     bnetl.ok(&["extract"]);
     assert_eq!(count(&bnetl, "extracted_events"), 10);
+    assert_eq!(bnetl.sql_numbers(bad), [1]);
 
+    // The bad records follow their table's mode.
     bnetl.ok(&["extract", "--mode", "append"]);
     assert_eq!(count(&bnetl, "extracted_events"), 20);
+    assert_eq!(bnetl.sql_numbers(bad), [2]);
 
     let err = bnetl.fails(&["extract", "--mode", "error-if-exists"], 1);
     assert!(
@@ -71,6 +76,7 @@ fn save_modes_follow_spark() {
     // Overwrite replaces every earlier file; the commit log and _SUCCESS stay.
     bnetl.ok(&["extract", "--mode", "overwrite"]);
     assert_eq!(count(&bnetl, "extracted_events"), 10);
+    assert_eq!(bnetl.sql_numbers(bad), [1]);
     let table = bnetl.warehouse().join("extracted_events");
     assert_eq!(parquet_files(&table), 1);
     assert!(table.join("_SUCCESS").is_file());
