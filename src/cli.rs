@@ -8,8 +8,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub use crate::sink::SaveMode;
-
 /// Build a Nation's event pipeline in one binary: the game API, bounded reads of the `events`
 /// topic, SQL transforms, and a Parquet warehouse.
 ///
@@ -192,12 +190,26 @@ pub struct JobArgs {
 
     /// Spark's save mode when the table exists [default: overwrite; append with --incremental]
     #[arg(long, value_enum, env = "BNETL_MODE")]
-    pub mode: Option<SaveMode>,
+    pub mode: Option<ModeArg>,
 
     /// Read from where the table's last commit ended to the current end, and append: every event
     /// lands in the table exactly once across runs, however a run was interrupted
     #[arg(long)]
     pub incremental: bool,
+}
+
+/// Spark's save modes, as `--mode` spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Replace the table (the previous data stays readable until the new data is complete)
+    Overwrite,
+    /// Add the run's files to the table
+    Append,
+    /// Fail if the table exists
+    #[value(alias = "errorifexists", alias = "error")]
+    ErrorIfExists,
+    /// Do nothing if the table exists
+    Ignore,
 }
 
 /// Output formats of `sql`.

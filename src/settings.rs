@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::cli::{GlobalArgs, JobArgs};
+use crate::cli::{GlobalArgs, JobArgs, ModeArg};
 use crate::error::{Error, Result};
 use crate::sink::{RollPolicy, SaveMode, TableSpec, Warehouse};
 use crate::source::offsets::OffsetSpec;
@@ -69,6 +69,16 @@ impl Settings {
             topic: topic.to_owned(),
             quiet,
         })
+    }
+}
+
+/// The sink's save mode for `--mode`.
+fn save_mode(arg: ModeArg) -> SaveMode {
+    match arg {
+        ModeArg::Overwrite => SaveMode::Overwrite,
+        ModeArg::Append => SaveMode::Append,
+        ModeArg::ErrorIfExists => SaveMode::ErrorIfExists,
+        ModeArg::Ignore => SaveMode::Ignore,
     }
 }
 
@@ -180,7 +190,7 @@ impl JobSettings {
                 "--max-rows-per-file and --max-file-bytes must be at least 1".into(),
             ));
         }
-        let mode = match (args.incremental, args.mode) {
+        let mode = match (args.incremental, args.mode.map(save_mode)) {
             (false, mode) => mode.unwrap_or(SaveMode::Overwrite),
             (true, None | Some(SaveMode::Append)) => SaveMode::Append,
             (true, Some(mode)) => {

@@ -35,17 +35,16 @@ pub const LOG_DIR: &str = "_bnetl_log";
 const ORPHAN_AGE_MS: i64 = 24 * 3600 * 1000;
 
 /// Spark's save modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SaveMode {
-    /// Replace the table (the previous data stays readable until the new data is complete)
+    /// Replace the table (the previous data stays readable until the new data is complete).
     Overwrite,
-    /// Add the run's files to the table
+    /// Add the run's files to the table.
     Append,
-    /// Fail if the table exists
-    #[value(alias = "errorifexists", alias = "error")]
+    /// Fail if the table exists.
     ErrorIfExists,
-    /// Do nothing if the table exists
+    /// Do nothing if the table exists.
     Ignore,
 }
 
@@ -387,7 +386,7 @@ impl TableLog {
         let Ok(runs) = self.warehouse.folders(&staging).await else {
             return;
         };
-        let now = crate::server::now_ms();
+        let now = now_ms();
         for run in runs {
             let Ok(id) = uuid::Uuid::parse_str(&run) else {
                 continue;
@@ -432,6 +431,13 @@ pub async fn remove_folder(warehouse: &Warehouse, folder: &str) {
             tracing::warn!(folder = %dir.display(), error = %e, "cannot remove a staging folder");
         }
     }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The offsets a table holds after a run: an overwrite holds what it read; an append adds what

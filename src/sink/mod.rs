@@ -259,7 +259,7 @@ impl TableRun {
             run_id: self.run_id.clone(),
             job: job.to_owned(),
             mode: self.mode,
-            committed_at_ms: crate::server::now_ms(),
+            committed_at_ms: commit::now_ms(),
             topic: topic.to_owned(),
             offsets: commit::next_offsets(self.base.as_ref(), self.mode, &ranges),
             ranges,
