@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::process::Stdio;
-
 use support::Bnetl;
 
 /// `n` game events, `Host` numbered from `first`.
@@ -167,17 +165,7 @@ fn two_runs_writing_one_table_at_once_one_wins_and_the_table_stays_whole() {
     let mut conflicts = 0;
     // The runs race; each attempt must leave a whole table, and the race must be seen.
     for _ in 0..5 {
-        let spawn = || {
-            bnetl
-                .cmd(&["extract", "--mode", "append"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn extract")
-        };
-        let (a, b) = (spawn(), spawn());
-        let outputs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+        let outputs = bnetl.race(&["extract", "--mode", "append"]);
         let failed: Vec<String> = outputs
             .iter()
             .filter(|o| !o.status.success())

@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::process::Stdio;
-
 use support::Bnetl;
 use support::s3::S3;
 
@@ -91,17 +89,7 @@ fn incremental_runs_and_overwrites_on_s3_keep_every_event_once() {
     );
 
     // Conditional creates on S3 (If-None-Match) keep concurrent runs from both committing.
-    let spawn = || {
-        bnetl
-            .cmd(&["extract", "--mode", "append"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn extract")
-    };
-    let (a, b) = (spawn(), spawn());
-    let outputs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let outputs = bnetl.race(&["extract", "--mode", "append"]);
     let wins = outputs.iter().filter(|o| o.status.success()).count();
     assert!(wins >= 1);
     for o in outputs.iter().filter(|o| !o.status.success()) {

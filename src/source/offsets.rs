@@ -312,39 +312,30 @@ pub fn resolve(
             .join(", ")
     };
     for (spec, which) in [(&bounds.starting, "starting"), (&bounds.ending, "ending")] {
-        if let OffsetSpec::Partitions(given) = spec {
-            if let Some(partition) = given
-                .keys()
-                .find(|p| !watermarks.iter().any(|w| w.partition == **p))
-            {
-                return Err(ResolveError::UnknownPartition {
-                    topic: topic.to_owned(),
-                    partition: *partition,
-                    available: available(),
-                });
-            }
-            let missing: Vec<String> = watermarks
-                .iter()
-                .filter(|w| !given.contains_key(&w.partition))
-                .map(|w| w.partition.to_string())
-                .collect();
-            if !missing.is_empty() {
-                return Err(ResolveError::MissingPartitions {
-                    topic: topic.to_owned(),
-                    which,
-                    missing: missing.join(", "),
-                });
-            }
-        }
-        if let OffsetSpec::Resume(committed) = spec
-            && let Some(partition) = committed
-                .keys()
-                .find(|p| !watermarks.iter().any(|w| w.partition == **p))
+        let (OffsetSpec::Partitions(named) | OffsetSpec::Resume(named)) = spec else {
+            continue;
+        };
+        if let Some(partition) = named
+            .keys()
+            .find(|p| !watermarks.iter().any(|w| w.partition == **p))
         {
             return Err(ResolveError::UnknownPartition {
                 topic: topic.to_owned(),
                 partition: *partition,
                 available: available(),
+            });
+        }
+        // Spark's JSON offsets name every partition; a resumed table may not know new ones.
+        let missing: Vec<String> = watermarks
+            .iter()
+            .filter(|w| !named.contains_key(&w.partition))
+            .map(|w| w.partition.to_string())
+            .collect();
+        if matches!(spec, OffsetSpec::Partitions(_)) && !missing.is_empty() {
+            return Err(ResolveError::MissingPartitions {
+                topic: topic.to_owned(),
+                which,
+                missing: missing.join(", "),
             });
         }
     }

@@ -165,6 +165,23 @@ impl Bnetl {
             .unwrap_or(0)
     }
 
+    /// Starts `bnetl ARGS` twice at once and returns both outputs.
+    pub fn race(&self, args: &[&str]) -> [Output; 2] {
+        let spawn = || {
+            self.cmd(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn bnetl")
+        };
+        let (a, b) = (spawn(), spawn());
+        [
+            a.wait_with_output().expect("wait for bnetl"),
+            b.wait_with_output().expect("wait for bnetl"),
+        ]
+    }
+
     /// `bnetl status --format csv [TABLE]` as rows of column name → value.
     pub fn status(&self, table: &str) -> Vec<std::collections::BTreeMap<String, String>> {
         let output = self.ok(&["status", "--format", "csv", table]);
