@@ -371,10 +371,13 @@ impl TableLog {
             .try_collect()
             .await
             .map_err(|e| self.warehouse.store_error(&prefix, e))?;
-        for path in stale {
-            match store.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(self.warehouse.store_error(&path, e)),
+        // Batched where the store can (S3's DeleteObjects takes 1000 keys a request).
+        let paths = futures::stream::iter(stale.into_iter().map(Ok)).boxed();
+        let mut deleted = store.delete_stream(paths);
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.warehouse.store_error(&prefix, e)),
             }
         }
         Ok(())
