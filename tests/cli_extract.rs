@@ -222,3 +222,84 @@ fn hostile_partition_values_stay_inside_their_table_folder() {
         [6]
     );
 }
+
+/// 9,000 events, then 1,000 that add a field and turn `n` from a number into a string: the
+/// first batch read (8,192 messages) does not show the final schema.
+fn schema_changing_topic() -> Bnetl {
+    let bnetl = Bnetl::new();
+    let mut input = String::new();
+    for _ in 0..9_000 {
+        input.push_str("{\"event_type\":\"default\",\"n\":1}\n");
+    }
+    for _ in 0..1_000 {
+        input.push_str("{\"event_type\":\"purchase_sword\",\"n\":\"x\",\"level\":3}\n");
+    }
+    bnetl.produce(input.as_bytes());
+    bnetl
+}
+
+#[test]
+fn a_schema_that_changes_after_the_first_batch_is_inferred_over_the_whole_read() {
+    let bnetl = schema_changing_topic();
+    bnetl.ok(&["extract"]);
+    assert_eq!(
+        bnetl.sql_numbers(
+            "SELECT COUNT(*), COUNT(level), SUM(CASE WHEN n = '1' THEN 1 ELSE 0 END), SUM(CASE WHEN n = 'x' THEN 1 ELSE 0 END) FROM extracted_events"
+        ),
+        [10_000, 1_000, 9_000, 1_000]
+    );
+    assert_eq!(
+        bnetl.sql_csv(
+            "SELECT DISTINCT arrow_typeof(level) AS l, arrow_typeof(n) AS n FROM extracted_events"
+        ),
+        "l,n\nInt64,Utf8View\n"
+    );
+}
+
+#[test]
+fn queries_that_read_events_twice_or_stop_early_still_get_the_whole_schema() {
+    let bnetl = schema_changing_topic();
+    let dir = tempfile::tempdir().unwrap();
+    let twice = dir.path().join("twice.sql");
+    std::fs::write(
+        &twice,
+        r#"SELECT a.* FROM events a JOIN events b ON a."partition" = b."partition" AND a."offset" = b."offset""#,
+    )
+    .unwrap();
+    let limit = dir.path().join("limit.sql");
+    std::fs::write(&limit, "SELECT * FROM events LIMIT 3").unwrap();
+    bnetl.ok(&[
+        "extract",
+        "--query",
+        twice.to_str().unwrap(),
+        "--table",
+        "twice",
+    ]);
+    bnetl.ok(&[
+        "extract",
+        "--query",
+        limit.to_str().unwrap(),
+        "--table",
+        "limited",
+    ]);
+    assert_eq!(
+        bnetl.sql_numbers("SELECT COUNT(*), COUNT(level) FROM twice"),
+        [10_000, 1_000]
+    );
+    // The first rows only, but with the columns of the whole read.
+    assert_eq!(
+        bnetl.sql_numbers("SELECT COUNT(*), COUNT(level) FROM limited"),
+        [3, 0]
+    );
+    // The same query over a topic whose schema never changes.
+    let stable = Bnetl::new();
+    stable.produce("{\"event_type\":\"default\"}\n".repeat(10_000).as_bytes());
+    stable.ok(&[
+        "extract",
+        "--query",
+        twice.to_str().unwrap(),
+        "--table",
+        "twice",
+    ]);
+    assert_eq!(stable.sql_numbers("SELECT COUNT(*) FROM twice"), [10_000]);
+}

@@ -1,6 +1,12 @@
 //! The batch job pipeline shared by extract, transform and filtered-writes:
-//! snapshot the topic → scan (infer the schema, quarantine bad records) → SQL over the decoded
-//! `events` → Parquet table, then the `_bad_records` table.
+//! snapshot the topic → read once (infer the schema, quarantine bad records, spill) → SQL over
+//! the decoded `events` → Parquet files staged → committed with the bad records.
+//!
+//! The decode runs while the topic is read, with the schema inferred from the first batch, so
+//! reading, decoding and encoding overlap. Every later batch is checked against it: if one would
+//! change the schema inferred over the whole read (a new field, a wider type), or the query
+//! reads `events` twice, that output is discarded and the spill is decoded again with the whole
+//! read's schema. Either way the table is the one a two-pass read gives.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -12,7 +18,10 @@ use datafusion::error::DataFusionError;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use tokio_util::sync::CancellationToken;
 
-use crate::decode::{self, BAD_RECORDS_TABLE, BadRecord, EventDecoder, SchemaInference};
+use crate::decode::schema::EventSchema;
+use crate::decode::{
+    self, BAD_RECORDS_TABLE, BadRecord, Conformance, EventDecoder, SchemaInference,
+};
 use crate::error::{Error, Result};
 use crate::progress::{Progress, ReadProgress};
 use crate::settings::{JobSettings, Settings};
@@ -172,22 +181,83 @@ async fn stage_run(
     let ranges = &snapshot.ranges;
     tracing::info!(topic = settings.topic, ranges = ?ranges, "snapshotted offsets");
 
-    let scan = scan_topic(
-        settings,
-        ranges,
+    // Decode and write while reading, with the schema inferred from the first batch; if a later
+    // batch would change the inferred schema, that output is discarded and the run replays its
+    // spill with the schema of the whole read (the result is the same either way).
+    let (speculation, decoded) = Speculation::new();
+    let read_cancel = cancel.child_token();
+    let read = tokio::spawn(scan_topic(
+        settings.clone(),
+        ranges.clone(),
         progress.reading("scan", &settings.topic, ranges),
-        cancel,
-    )
-    .await?;
-    let schema = Arc::new(scan.inference.finish(job.include_headers));
+        read_cancel.clone(),
+        job.include_headers,
+        speculation,
+    ));
+    let Speculated {
+        schema,
+        batches,
+        complete,
+        broken,
+    } = decoded;
+    let speculated = match schema.await {
+        Ok(schema) => {
+            let open = Speculated::open(batches, schema.arrow(), complete, Arc::clone(&broken));
+            let written = write_events(job, table, schema.arrow(), open, progress, cancel).await;
+            match written {
+                Ok(()) => Some(broken),
+                Err(e) if broken.load(Ordering::Acquire) => {
+                    tracing::debug!(error = %crate::error::chain(&e), "speculative decode discarded");
+                    Some(broken)
+                }
+                Err(e) => {
+                    read_cancel.cancel();
+                    let _ = read.await;
+                    return Err(e);
+                }
+            }
+        }
+        // The read ended before its first batch: nothing was speculated.
+        Err(_) => None,
+    };
+    let scan = read.await.map_err(|e| Error::Io {
+        action: "finish reading the topic".into(),
+        source: std::io::Error::other(e),
+    })??;
+    let replay = speculated
+        .as_ref()
+        .is_none_or(|broken| broken.load(Ordering::Acquire));
+    if replay {
+        if speculated.is_some() {
+            tracing::info!(
+                "the decode while reading is not usable (a batch changed the inferred schema, or the query reads events twice): decoding the spill again"
+            );
+            table.discard_staged_table().await;
+        }
+        let schema = Arc::new(scan.inference.finish(job.include_headers));
+        let open = events_stream(
+            scan.spill.clone(),
+            EventDecoder::new(Arc::clone(&schema), &settings.topic),
+            progress.reading("decode", &settings.topic, ranges),
+        );
+        write_events(job, table, schema.arrow(), open, progress, cancel).await?;
+    }
+    let bad = decode::bad_records_batch(&settings.topic, &scan.bad)?;
+    table.write_bad_records(bad, cancel).await?;
+    Ok((snapshot, scan))
+}
 
+/// Runs the job's query over `events` (opened by `open`) and stages its result.
+async fn write_events(
+    job: &JobSettings,
+    table: &mut sink::TableRun,
+    schema: arrow::datatypes::SchemaRef,
+    open: OpenStream,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<()> {
     let ctx = session::new_context();
-    let open = events_stream(
-        scan.spill.clone(),
-        EventDecoder::new(Arc::clone(&schema), &settings.topic),
-        progress.reading("decode", &settings.topic, ranges),
-    );
-    session::register_stream(&ctx, "events", schema.arrow(), open)?;
+    session::register_stream(&ctx, "events", schema, open)?;
     let frame = job.query.plan(&ctx).await?;
     let stream = frame
         .execute_stream()
@@ -197,16 +267,133 @@ async fn stage_run(
             source,
         })?;
     let out_schema = stream.schema();
-
     let spinner = progress.spinner(format!("rows written to {}", job.table.name));
     let written = table
         .write(&out_schema, stream, |rows| spinner.add_rows(rows), cancel)
         .await;
     spinner.finish();
     written?;
-    let bad = decode::bad_records_batch(&settings.topic, &scan.bad)?;
-    table.write_bad_records(bad, cancel).await?;
-    Ok((snapshot, scan))
+    Ok(())
+}
+
+/// The reading side of a speculative decode: the schema from the first batch goes out once,
+/// then decoded batches, until the read ends (`complete`) or a batch would change the schema
+/// (`broken`).
+struct Speculation {
+    schema: Option<tokio::sync::oneshot::Sender<Arc<EventSchema>>>,
+    batches: tokio::sync::mpsc::Sender<Result<RecordBatch, DataFusionError>>,
+    complete: Arc<AtomicBool>,
+    broken: Arc<AtomicBool>,
+}
+
+/// The query side of a speculative decode.
+struct Speculated {
+    schema: tokio::sync::oneshot::Receiver<Arc<EventSchema>>,
+    batches: tokio::sync::mpsc::Receiver<Result<RecordBatch, DataFusionError>>,
+    complete: Arc<AtomicBool>,
+    broken: Arc<AtomicBool>,
+}
+
+impl Speculated {
+    /// The `events` stream of the decoded batches. It can be read once: a query that scans
+    /// `events` twice marks the speculation broken, and the run replays the spill.
+    fn open(
+        batches: tokio::sync::mpsc::Receiver<Result<RecordBatch, DataFusionError>>,
+        schema: arrow::datatypes::SchemaRef,
+        complete: Arc<AtomicBool>,
+        broken: Arc<AtomicBool>,
+    ) -> OpenStream {
+        let receiver = std::sync::Mutex::new(Some(batches));
+        Arc::new(move || {
+            let taken = receiver.lock().ok().and_then(|mut r| r.take());
+            let stream = match taken {
+                Some(rx) => until_complete(rx, Arc::clone(&complete)),
+                None => {
+                    broken.store(true, Ordering::Release);
+                    Box::pin(futures::stream::once(async {
+                        Err(DataFusionError::Execution(
+                            "the query reads events twice: replaying the spill".into(),
+                        ))
+                    }))
+                }
+            };
+            Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), stream))
+        })
+    }
+}
+
+impl Speculation {
+    fn new() -> (Speculation, Speculated) {
+        let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let complete = Arc::new(AtomicBool::new(false));
+        let broken = Arc::new(AtomicBool::new(false));
+        (
+            Speculation {
+                schema: Some(schema_tx),
+                batches: tx,
+                complete: Arc::clone(&complete),
+                broken: Arc::clone(&broken),
+            },
+            Speculated {
+                schema: schema_rx,
+                batches: rx,
+                complete,
+                broken,
+            },
+        )
+    }
+
+    /// Hands a decoded batch to the query; false once the query stopped reading.
+    fn send(&self, decoded: Result<RecordBatch, crate::decode::DecodeError>) -> bool {
+        let item = decoded.map_err(|e| DataFusionError::External(Box::new(e)));
+        self.batches.blocking_send(item).is_ok()
+    }
+}
+
+/// What the first pass does with each batch.
+enum Decoding {
+    /// No batch yet.
+    Waiting(Speculation),
+    /// Decoding with the first batch's schema and checking that it still holds.
+    Running {
+        speculation: Speculation,
+        decoder: EventDecoder,
+        seen: Conformance,
+    },
+    /// The schema held so far but the query stopped reading (e.g. a LIMIT); only inferring,
+    /// and `broken` if the schema changes after all.
+    Detached {
+        schema: Arc<EventSchema>,
+        broken: Arc<AtomicBool>,
+    },
+    /// Only inferring, for the replay.
+    Off,
+}
+
+/// The batches of `rx`, ending cleanly only if the sender set `complete` before closing.
+fn until_complete(
+    rx: tokio::sync::mpsc::Receiver<Result<RecordBatch, DataFusionError>>,
+    complete: Arc<AtomicBool>,
+) -> futures::stream::BoxStream<'static, Result<RecordBatch, DataFusionError>> {
+    Box::pin(futures::stream::unfold(
+        (rx, complete, false),
+        |(mut rx, complete, ended)| async move {
+            if ended {
+                return None;
+            }
+            match rx.recv().await {
+                Some(item) => Some((item, (rx, complete, false))),
+                None if complete.load(Ordering::Acquire) => None,
+                None => Some((
+                    Err(DataFusionError::Execution(
+                        "the event decoder stopped before the end of the read".into(),
+                    )),
+                    (rx, complete, true),
+                )),
+            }
+        },
+    ))
 }
 
 /// What the first pass learned, and the messages it read.
@@ -219,17 +406,18 @@ struct Scan {
     spill: Spill,
 }
 
-/// The first pass: reads the ranges once, infers the schema, keeps bad records aside and
-/// spills every message for the second pass.
+/// The first pass: reads the ranges once, infers the schema, keeps bad records aside, spills
+/// every message for a replay, and decodes speculatively for the query (see [`Decoding`]).
 async fn scan_topic(
-    settings: &Settings,
-    ranges: &[OffsetRange],
+    settings: Settings,
+    ranges: Vec<OffsetRange>,
     bars: ReadProgress,
-    cancel: &CancellationToken,
+    cancel: CancellationToken,
+    include_headers: bool,
+    speculation: Speculation,
 ) -> Result<Scan> {
     let log = settings.log.clone();
     let topic = settings.topic.clone();
-    let ranges = ranges.to_vec();
     let expected = offsets::total_len(&ranges);
     let thread_cancel = cancel.clone();
     let scan = blocking(move || {
@@ -238,6 +426,7 @@ async fn scan_topic(
         let mut bytes = 0u64;
         let mut spill = SpillWriter::create()?;
         let mut spill_error = None;
+        let mut decoding = Decoding::Waiting(speculation);
         read_pipelined(
             |on_batch| log.read(&topic, &ranges, BATCH_ROWS, on_batch),
             &bars,
@@ -249,11 +438,18 @@ async fn scan_topic(
                     .iter()
                     .map(|m| m.value.as_ref().map_or(0, Vec::len) as u64)
                     .sum::<u64>();
-                bad.extend(decode::scan(&batch, &mut inference));
                 if let Err(e) = spill.write(&batch) {
                     spill_error = Some(e);
                     return ControlFlow::Break(());
                 }
+                decoding = decoding_step(
+                    std::mem::replace(&mut decoding, Decoding::Off),
+                    &batch,
+                    &topic,
+                    include_headers,
+                    &mut inference,
+                    &mut bad,
+                );
                 ControlFlow::Continue(())
             },
         )?;
@@ -261,6 +457,7 @@ async fn scan_topic(
         if let Some(e) = spill_error {
             return Err(e);
         }
+        finish_decoding(decoding, &mut inference, include_headers);
         let spill = spill.finish()?;
         Ok::<_, SourceError>(Scan {
             inference,
@@ -281,6 +478,102 @@ async fn scan_topic(
         "scan done"
     );
     Ok(scan)
+}
+
+/// One batch of the first pass: infer, keep bad records, and decode while the first batch's
+/// schema holds.
+fn decoding_step(
+    decoding: Decoding,
+    batch: &[Message],
+    topic: &str,
+    include_headers: bool,
+    inference: &mut SchemaInference,
+    bad: &mut Vec<BadRecord>,
+) -> Decoding {
+    match decoding {
+        Decoding::Waiting(mut speculation) => {
+            bad.extend(decode::scan(batch, inference));
+            let schema = Arc::new(inference.finish(include_headers));
+            let decoder = EventDecoder::new(Arc::clone(&schema), topic);
+            let sent = speculation
+                .schema
+                .take()
+                .is_some_and(|tx| tx.send(Arc::clone(&schema)).is_ok());
+            if !sent {
+                return Decoding::Off;
+            }
+            if !speculation.send(decoder.decode(batch)) {
+                return Decoding::Detached {
+                    schema,
+                    broken: speculation.broken,
+                };
+            }
+            Decoding::Running {
+                seen: Conformance::new(&schema),
+                speculation,
+                decoder,
+            }
+        }
+        Decoding::Running {
+            speculation,
+            decoder,
+            mut seen,
+        } => {
+            let decoded = decoder.decode_checked(batch, &mut seen);
+            let schema = decoder.schema();
+            if !seen.holds(schema, inference, include_headers) {
+                // This batch names a new field or widens a type: infer it in full, and let
+                // the query side replay the spill.
+                seen.merge_into(schema, inference);
+                bad.extend(decode::scan(batch, inference));
+                speculation.broken.store(true, Ordering::Release);
+                let _ = speculation.send(Err(crate::decode::DecodeError::SchemaChanged));
+                return Decoding::Off;
+            }
+            bad.append(&mut seen.bad);
+            if speculation.send(decoded) {
+                return Decoding::Running {
+                    speculation,
+                    decoder,
+                    seen,
+                };
+            }
+            seen.merge_into(schema, inference);
+            Decoding::Detached {
+                schema: Arc::new(schema.clone()),
+                broken: speculation.broken,
+            }
+        }
+        Decoding::Detached { schema, broken } => {
+            bad.extend(decode::scan(batch, inference));
+            Decoding::Detached { schema, broken }
+        }
+        Decoding::Off => {
+            bad.extend(decode::scan(batch, inference));
+            Decoding::Off
+        }
+    }
+}
+
+/// The end of the first pass: a speculation whose schema held over the whole read completes
+/// the query's stream; one whose schema changed after the query stopped reading is broken.
+fn finish_decoding(decoding: Decoding, inference: &mut SchemaInference, include_headers: bool) {
+    match decoding {
+        Decoding::Running {
+            speculation,
+            decoder,
+            seen,
+        } => {
+            seen.merge_into(decoder.schema(), inference);
+            speculation.complete.store(true, Ordering::Release);
+        }
+        Decoding::Detached { schema, broken } => {
+            if inference.finish(include_headers).json_columns != schema.json_columns {
+                broken.store(true, Ordering::Release);
+            }
+        }
+        Decoding::Waiting(_) | Decoding::Off => {}
+    }
 }
 
 /// Runs `read` (a source handing batches to its callback) on a reader thread while `consume`

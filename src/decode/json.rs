@@ -1,8 +1,9 @@
 //! JSON messages → Arrow: one parse per message, values kept as borrowed raw JSON text.
 //!
-//! [`scan`] is the first pass (validate each message, feed [`SchemaInference`], keep the bad
-//! ones aside); [`EventDecoder`] is the second (build columns of the final schema). Both use
-//! [`parse_object`], so a message is bad in one pass exactly when it is bad in the other.
+//! [`scan`] validates each message, feeds [`SchemaInference`] and keeps the bad ones aside;
+//! [`EventDecoder`] builds the columns of a schema, and [`EventDecoder::decode_checked`] does
+//! both at once, recording in a [`Conformance`] whether inference would still give that schema.
+//! All use [`parse_object`], so a message is bad in one exactly when it is bad in the others.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -244,6 +245,52 @@ impl MetadataColumns {
     }
 }
 
+/// What [`EventDecoder::decode_checked`] saw: per column of the decoder's schema, the kinds of
+/// its values (as [`SchemaInference`] keeps them), whether a field outside the schema appeared,
+/// and the bad messages.
+#[derive(Debug, Clone)]
+pub struct Conformance {
+    masks: Vec<u8>,
+    new_field: bool,
+    /// Messages that are not JSON objects, as [`scan`] reports them.
+    pub bad: Vec<BadRecord>,
+}
+
+impl Conformance {
+    /// Nothing seen yet, for a decoder of `schema`.
+    pub fn new(schema: &EventSchema) -> Self {
+        Conformance {
+            masks: vec![0; schema.json_columns.len()],
+            new_field: false,
+            bad: Vec::new(),
+        }
+    }
+
+    /// Adds what was seen to `inference`, as if [`scan`] had read the same messages. A field
+    /// outside the schema is not known by name here: the caller scans that batch again.
+    pub fn merge_into(&self, schema: &EventSchema, inference: &mut SchemaInference) {
+        for (column, &mask) in schema.json_columns.iter().zip(&self.masks) {
+            inference.observe_mask(&column.json_name, mask);
+        }
+    }
+
+    /// True when inference over the messages behind `inference` and everything seen here
+    /// still gives `schema`: no new field and no type that would change.
+    pub fn holds(
+        &self,
+        schema: &EventSchema,
+        inference: &SchemaInference,
+        include_headers: bool,
+    ) -> bool {
+        if self.new_field {
+            return false;
+        }
+        let mut merged = inference.clone();
+        self.merge_into(schema, &mut merged);
+        merged.finish(include_headers).json_columns == schema.json_columns
+    }
+}
+
 impl EventDecoder {
     /// A decoder producing batches of `schema` for messages of `topic`.
     pub fn new(schema: Arc<EventSchema>, topic: &str) -> Self {
@@ -260,6 +307,25 @@ impl EventDecoder {
 
     /// Decodes `messages` into one batch, skipping messages that are not JSON objects.
     pub fn decode(&self, messages: &[Message]) -> Result<RecordBatch, DecodeError> {
+        self.decode_with(messages, None)
+    }
+
+    /// Decodes `messages` as [`EventDecoder::decode`] does, and also does [`scan`]'s work: the
+    /// bad messages are added to `seen.bad`, and the kinds of the values to `seen`, so that the
+    /// caller can tell whether inference over these messages would still give this schema.
+    pub fn decode_checked(
+        &self,
+        messages: &[Message],
+        seen: &mut Conformance,
+    ) -> Result<RecordBatch, DecodeError> {
+        self.decode_with(messages, Some(seen))
+    }
+
+    fn decode_with(
+        &self,
+        messages: &[Message],
+        mut seen: Option<&mut Conformance>,
+    ) -> Result<RecordBatch, DecodeError> {
         let rows = messages.len();
         let mut columns: Vec<ColumnBuilder> = self
             .schema
@@ -271,12 +337,22 @@ impl EventDecoder {
         let mut slots: Vec<Option<&RawValue>> = vec![None; columns.len()];
         for message in messages {
             slots.iter_mut().for_each(|s| *s = None);
+            let mut seen = seen.as_deref_mut();
             let parsed = parse_object(message.value.as_deref(), |name, value| {
-                if let Some(i) = self.schema.column_of(&name) {
-                    slots[i] = Some(value);
+                match (self.schema.column_of(&name), seen.as_deref_mut()) {
+                    (Some(i), Some(seen)) => {
+                        slots[i] = Some(value);
+                        seen.masks[i] |= JsonKind::of_raw(value.get()).bit();
+                    }
+                    (Some(i), None) => slots[i] = Some(value),
+                    (None, Some(seen)) => seen.new_field = true,
+                    (None, None) => {}
                 }
             });
-            if parsed.is_err() {
+            if let Err(error) = parsed {
+                if let Some(seen) = seen {
+                    seen.bad.push(BadRecord::new(message, error));
+                }
                 continue;
             }
             for (builder, slot) in columns.iter_mut().zip(&slots) {
@@ -473,5 +549,37 @@ mod tests {
         )];
         let (batch, _) = decode_all(&messages);
         assert_eq!(strings(&batch, "Host")[0].as_deref(), Some("a.example"));
+    }
+
+    #[test]
+    fn conformance_tells_whether_inference_would_still_give_the_schema() {
+        let first = [message(0, br#"{"event_type":"a","n":1,"gone":null}"#)];
+        let mut inference = SchemaInference::default();
+        assert!(scan(&first, &mut inference).is_empty());
+        let schema = Arc::new(inference.finish(false));
+        let decoder = EventDecoder::new(Arc::clone(&schema), "events");
+        let holds = |later: &[u8]| {
+            let mut seen = Conformance::new(&schema);
+            decoder
+                .decode_checked(&[message(1, later)], &mut seen)
+                .unwrap();
+            seen.holds(&schema, &inference, false)
+        };
+        // Same fields, nulls, absent fields, a core column, bad messages: the schema holds.
+        assert!(holds(br#"{"event_type":"b","n":7}"#));
+        assert!(holds(br#"{"n":null,"Host":"h"}"#));
+        assert!(holds(b"not json"));
+        // A new field, an int widened to a float or a string, a type for a null-only field:
+        // inference over the whole read would give another schema.
+        assert!(!holds(br#"{"event_type":"b","level":3}"#));
+        assert!(!holds(br#"{"n":1.5}"#));
+        assert!(!holds(br#"{"n":"x"}"#));
+        assert!(!holds(br#"{"gone":true}"#));
+        // Bad messages are reported as scan reports them.
+        let mut seen = Conformance::new(&schema);
+        decoder
+            .decode_checked(&[message(2, b"[1]"), message(3, b"")], &mut seen)
+            .unwrap();
+        assert_eq!(seen.bad.len(), 2);
     }
 }

@@ -16,7 +16,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
-pub use json::{EventDecoder, scan};
+pub use json::{Conformance, EventDecoder, scan};
 pub use schema::SchemaInference;
 
 use crate::source::Message;
@@ -29,6 +29,8 @@ pub const BAD_RECORDS_TABLE: &str = "_bad_records";
 pub enum DecodeError {
     #[error("cannot build a batch of decoded events")]
     Arrow(#[source] ArrowError),
+    #[error("a batch changed the inferred schema; the read is decoded again with the whole schema")]
+    SchemaChanged,
 }
 
 /// A message that is not a game event, kept with where it came from and why.

@@ -63,7 +63,8 @@ impl JsonKind {
         }
     }
 
-    fn bit(self) -> u8 {
+    /// This kind as a bit of the per-field masks inference keeps.
+    pub fn bit(self) -> u8 {
         1 << self as u8
     }
 }
@@ -118,6 +119,14 @@ impl SchemaInference {
             None => {
                 self.kinds.insert(name.to_owned(), kind.bit());
             }
+        }
+    }
+
+    /// Records every kind in `mask` (bits of [`JsonKind::bit`]) for field `name`; an empty mask
+    /// records nothing.
+    pub fn observe_mask(&mut self, name: &str, mask: u8) {
+        if mask != 0 {
+            *self.kinds.entry(name.to_owned()).or_insert(0) |= mask;
         }
     }
 

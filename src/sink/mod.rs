@@ -235,6 +235,19 @@ impl TableRun {
         Ok(())
     }
 
+    /// Removes the table's staged files (not its bad records'), so that it can be written again.
+    pub async fn discard_staged_table(&mut self) {
+        let prefix = format!("{}/", self.spec.name);
+        self.files.retain(|f| !f.starts_with(&prefix));
+        self.rows = 0;
+        let folder = format!(
+            "{}/{}",
+            TableLog::staging_folder(&self.run_id),
+            self.spec.name
+        );
+        commit::remove_folder(&self.warehouse, &folder).await;
+    }
+
     fn keep(&mut self, written: &writer::WrittenFiles) {
         let staging = self.staging();
         self.files.extend(
