@@ -269,3 +269,30 @@ fn a_broker_that_dies_during_extract_is_a_clear_error_and_leaves_no_table() {
     assert!(!bnetl.warehouse().join("extracted_events").exists());
     assert_eq!(bnetl.staged_runs(), 0, "staging folder not cleaned up");
 }
+
+#[test]
+fn keys_headers_and_timestamps_come_through_as_spark_names_them() {
+    let kafka = Kafka::with_topic("events", 1);
+    kafka.produce_keyed(
+        "events",
+        b"player-7",
+        br#"{"event_type":"join_guild"}"#,
+        &[("trace", Some(b"abc".as_slice())), ("empty", None)],
+    );
+    let bnetl = Bnetl::on_kafka(&kafka.brokers());
+    bnetl.ok(&["extract", "--include-headers"]);
+    let output = bnetl.ok(&[
+        "sql",
+        "--format",
+        "json",
+        r#"SELECT CAST(key AS VARCHAR) AS key, "timestampType", "timestamp" > TIMESTAMP '2020-01-01' AS recent, headers FROM extracted_events"#,
+    ]);
+    let row = String::from_utf8(output.stdout).unwrap();
+    assert!(row.contains(r#""key":"player-7""#), "{row}");
+    assert!(row.contains(r#""timestampType":0"#), "{row}");
+    assert!(row.contains(r#""recent":true"#), "{row}");
+    assert!(
+        row.contains(r#""key":"trace""#) && row.contains(r#""key":"empty""#),
+        "{row}"
+    );
+}

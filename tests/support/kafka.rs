@@ -52,6 +52,35 @@ impl Kafka {
         producer.flush(Duration::from_secs(30)).expect("flush");
     }
 
+    /// Produces one record with a key and headers (`None` values are null headers).
+    pub fn produce_keyed(
+        &self,
+        topic: &str,
+        key: &[u8],
+        value: &[u8],
+        headers: &[(&str, Option<&[u8]>)],
+    ) {
+        let producer = self.producer(&[("acks", "all")]);
+        let mut owned = rdkafka::message::OwnedHeaders::new();
+        for (name, header_value) in headers {
+            owned = owned.insert(rdkafka::message::Header {
+                key: name,
+                value: *header_value,
+            });
+        }
+        producer
+            .send(
+                BaseRecord::to(topic)
+                    .partition(0)
+                    .key(key)
+                    .payload(value)
+                    .headers(owned),
+            )
+            .map_err(|(e, _)| e)
+            .expect("queue record");
+        producer.flush(Duration::from_secs(30)).expect("flush");
+    }
+
     /// Produces `batches` in transactions: `(values, commit)`; aborted ones stay in the log as
     /// records that read_committed consumers skip, each followed by a control record.
     pub fn produce_transactions(&self, topic: &str, batches: &[(Vec<Vec<u8>>, bool)]) {
