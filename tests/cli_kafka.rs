@@ -226,6 +226,12 @@ fn an_unreachable_broker_or_unknown_topic_fails_clearly_and_writes_nothing() {
 
 #[test]
 fn a_broker_that_dies_during_extract_is_a_clear_error_and_leaves_no_table() {
+    // Before the first batch arrives, and while batches are decoded and written as they come.
+    broker_dies_during_extract("snapshotted offsets");
+    broker_dies_during_extract("decoding while reading");
+}
+
+fn broker_dies_during_extract(after: &str) {
     let kafka = Kafka::with_topic("events", 2);
     let records: Vec<(i32, Vec<u8>)> = (0..20_000).map(|n| ((n % 2) as i32, event(n))).collect();
     kafka.produce("events", &records);
@@ -250,8 +256,8 @@ fn a_broker_that_dies_during_extract_is_a_clear_error_and_leaves_no_table() {
         .unwrap();
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();
-    // Readiness: the run has resolved its offsets and started reading.
-    while !seen.contains("snapshotted offsets") {
+    // Readiness: the run has reached the log line `after`.
+    while !seen.contains(after) {
         let mut line = String::new();
         let read = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
         assert!(read > 0, "extract ended before reading: {seen}");

@@ -211,9 +211,14 @@ async fn stage_run(
                     Some(broken)
                 }
                 Err(e) => {
+                    // A read that failed ends the decoded stream early: its error is the cause.
                     read_cancel.cancel();
-                    let _ = read.await;
-                    return Err(e);
+                    return match read.await {
+                        Ok(Err(read_error)) if !matches!(read_error, Error::Interrupted) => {
+                            Err(read_error)
+                        }
+                        _ => Err(e),
+                    };
                 }
             }
         }
@@ -502,6 +507,10 @@ fn decoding_step(
             if !sent {
                 return Decoding::Off;
             }
+            tracing::info!(
+                columns = schema.json_columns.len(),
+                "decoding while reading, with the first batch's schema"
+            );
             if !speculation.send(decoder.decode(batch)) {
                 return Decoding::Detached {
                     schema,
