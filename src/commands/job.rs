@@ -376,7 +376,8 @@ enum Decoding {
     Off,
 }
 
-/// The batches of `rx`, ending cleanly only if the sender set `complete` before closing.
+/// The batches of `rx`, ending cleanly only if the sender set `complete` before closing: a
+/// stream that ends without the reader saying it finished is an error, never a short table.
 fn until_complete(
     rx: tokio::sync::mpsc::Receiver<Result<RecordBatch, DataFusionError>>,
     complete: Arc<AtomicBool>,
@@ -653,26 +654,7 @@ fn events_stream(spill: Spill, decoder: EventDecoder, bars: ReadProgress) -> Ope
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the decode thread");
         }
-        // A stream that ends without the reader saying it finished is an error, never a short
-        // table: the sink must not commit it.
-        let stream = futures::stream::unfold(
-            (rx, complete, false),
-            |(mut rx, complete, ended)| async move {
-                if ended {
-                    return None;
-                }
-                match rx.recv().await {
-                    Some(item) => Some((item, (rx, complete, false))),
-                    None if complete.load(Ordering::Acquire) => None,
-                    None => Some((
-                        Err(DataFusionError::Execution(
-                            "the event decoder stopped before the end of the read".into(),
-                        )),
-                        (rx, complete, true),
-                    )),
-                }
-            },
-        );
+        let stream = until_complete(rx, complete);
         Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), stream))
     })
 }
