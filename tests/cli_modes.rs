@@ -143,6 +143,13 @@ fn incremental_runs_append_only_new_events_and_status_shows_the_lag() {
 fn incremental_options_that_contradict_it_are_usage_errors() {
     let bnetl = Bnetl::new();
     bnetl.produce(&events(0, 3));
+    // A table without a commit log (another tool's, or an older bnetl's) holds unknown offsets.
+    let foreign = bnetl.warehouse().join("extracted_events");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("part-0.parquet"), b"not ours").unwrap();
+    let err = bnetl.fails(&["extract", "--incremental"], 2);
+    assert!(err.contains("has no commit log"), "{err}");
+    std::fs::remove_dir_all(&foreign).unwrap();
     let err = bnetl.fails(&["extract", "--incremental", "--mode", "overwrite"], 2);
     assert!(err.contains("--incremental appends"), "{err}");
     let err = bnetl.fails(

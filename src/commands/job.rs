@@ -109,6 +109,12 @@ pub async fn run(
         return Ok(None);
     };
     let mut bounds = job.bounds.clone();
+    if job.incremental && table.untracked() {
+        let name = &job.table.name;
+        return Err(Error::Usage(format!(
+            "table {name} has no commit log (written by another tool or an older bnetl), so the offsets it holds are unknown; rewrite it once without --incremental (--mode overwrite), then run --incremental"
+        )));
+    }
     if job.incremental
         && let Some(base) = table.base()
     {

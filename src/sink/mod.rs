@@ -109,6 +109,7 @@ pub struct TableRun {
     mode: SaveMode,
     run_id: String,
     base: Option<Commit>,
+    untracked: bool,
     files: Vec<String>,
     rows: u64,
     bad_records: u64,
@@ -125,7 +126,8 @@ impl TableRun {
     ) -> Result<Option<Self>, SinkError> {
         let log = TableLog::new(warehouse, &spec.name, &bad_records_folder(&spec.name));
         let base = log.recover().await?;
-        if matches!(mode, SaveMode::ErrorIfExists | SaveMode::Ignore) && log.exists().await? {
+        let exists = base.is_some() || log.exists().await?;
+        if matches!(mode, SaveMode::ErrorIfExists | SaveMode::Ignore) && exists {
             if mode == SaveMode::Ignore {
                 return Ok(None);
             }
@@ -145,11 +147,18 @@ impl TableRun {
                 SaveMode::Overwrite
             },
             run_id: run_id.to_owned(),
+            untracked: exists && base.is_none(),
             base,
             files: Vec::new(),
             rows: 0,
             bad_records: 0,
         }))
+    }
+
+    /// True when the table exists but has no commit log (written by another tool or an older
+    /// bnetl): which offsets it holds is unknown.
+    pub fn untracked(&self) -> bool {
+        self.untracked
     }
 
     /// The version this run builds on, if the table has one.
