@@ -188,8 +188,8 @@ async fn stage_run(
     tracing::info!(topic = settings.topic, ranges = ?ranges, "snapshotted offsets");
 
     // Decode and write while reading, with the schema inferred from the first batch; if a later
-    // batch would change the inferred schema, that output is discarded and the run replays its
-    // spill with the schema of the whole read (the result is the same either way).
+    // batch would change the inferred schema, that output is discarded and the run reads again,
+    // spilling, then decodes the spill with the schema of the whole read (the same result).
     let (speculation, decoded) = Speculation::new();
     let read_cancel = cancel.child_token();
     let read = tokio::spawn(scan_topic(
@@ -198,7 +198,7 @@ async fn stage_run(
         progress.reading("scan", &settings.topic, ranges),
         read_cancel.clone(),
         job.include_headers,
-        speculation,
+        Some(speculation),
     ));
     let Speculated {
         schema,
@@ -238,21 +238,43 @@ async fn stage_run(
     let replay = speculated
         .as_ref()
         .is_none_or(|broken| broken.load(Ordering::Acquire));
-    if replay {
+    let scan = if replay {
         if speculated.is_some() {
             tracing::info!(
-                "the decode while reading is not usable (a batch changed the inferred schema, or the query reads events twice): decoding the spill again"
+                "the decode while reading is not usable (a batch changed the inferred schema, or the query reads events twice): reading again to decode with the whole schema"
             );
             table.discard_staged_table().await;
         }
+        let scan = match scan.spill {
+            Some(_) => scan,
+            None => {
+                scan_topic(
+                    settings.clone(),
+                    ranges.clone(),
+                    progress.reading("read again", &settings.topic, ranges),
+                    cancel.clone(),
+                    job.include_headers,
+                    None,
+                )
+                .await?
+            }
+        };
+        let spill = scan
+            .spill
+            .clone()
+            .expect("a read without a decode while reading spills");
+        tracing::debug!(messages = spill.messages(), "decoding the spill");
         let schema = Arc::new(scan.inference.finish(job.include_headers));
         let open = events_stream(
-            scan.spill.clone(),
+            spill,
             EventDecoder::new(Arc::clone(&schema), &settings.topic),
             progress.reading("decode", &settings.topic, ranges),
         );
         write_events(job, table, schema.arrow(), open, progress, cancel).await?;
-    }
+        scan
+    } else {
+        scan
+    };
     let bad = decode::bad_records_batch(&settings.topic, &scan.bad)?;
     table.write_bad_records(bad, cancel).await?;
     Ok((snapshot, scan))
@@ -415,18 +437,20 @@ struct Scan {
     bad: Vec<BadRecord>,
     messages: u64,
     bytes: u64,
-    spill: Spill,
+    /// Every message read, for a replay (a read that decoded as it went keeps none).
+    spill: Option<Spill>,
 }
 
-/// The first pass: reads the ranges once, infers the schema, keeps bad records aside, spills
-/// every message for a replay, and decodes speculatively for the query (see [`Decoding`]).
+/// Reads the ranges once, infers the schema and keeps bad records aside. With a `speculation`,
+/// it also decodes for the query as it reads (see [`Decoding`]) and stops as soon as that is
+/// of no use; without one, it spills every message for the decode that follows.
 async fn scan_topic(
     settings: Settings,
     ranges: Vec<OffsetRange>,
     bars: ReadProgress,
     cancel: CancellationToken,
     include_headers: bool,
-    speculation: Speculation,
+    speculation: Option<Speculation>,
 ) -> Result<Scan> {
     let log = settings.log.clone();
     let topic = settings.topic.clone();
@@ -435,10 +459,13 @@ async fn scan_topic(
     let scan = blocking(move || {
         let mut inference = SchemaInference::default();
         let mut bad = Vec::new();
-        let mut bytes = 0u64;
-        let mut spill = SpillWriter::create()?;
+        let (mut bytes, mut messages) = (0u64, 0u64);
+        let mut spill = match speculation {
+            Some(_) => None,
+            None => Some(SpillWriter::create()?),
+        };
         let mut spill_error = None;
-        let mut decoding = Decoding::Waiting(speculation);
+        let mut decoding = speculation.map_or(Decoding::Off, Decoding::Waiting);
         read_pipelined(
             |on_batch| log.read(&topic, &ranges, BATCH_ROWS, on_batch),
             &bars,
@@ -446,12 +473,18 @@ async fn scan_topic(
                 if thread_cancel.is_cancelled() {
                     return ControlFlow::Break(());
                 }
+                messages += batch.len() as u64;
                 bytes += batch
                     .iter()
                     .map(|m| m.value.as_ref().map_or(0, Vec::len) as u64)
                     .sum::<u64>();
-                if let Err(e) = spill.write(&batch) {
-                    spill_error = Some(e);
+                if let Some(spill) = spill.as_mut() {
+                    if let Err(e) = spill.write(&batch) {
+                        spill_error = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                } else if matches!(decoding, Decoding::Off) {
+                    // The decode while reading broke: the run reads again, spilling.
                     return ControlFlow::Break(());
                 }
                 decoding = decoding_step(
@@ -470,11 +503,11 @@ async fn scan_topic(
             return Err(e);
         }
         finish_decoding(decoding, &mut inference, include_headers);
-        let spill = spill.finish()?;
+        let spill = spill.map(SpillWriter::finish).transpose()?;
         Ok::<_, SourceError>(Scan {
             inference,
             bad,
-            messages: spill.messages(),
+            messages,
             bytes,
             spill,
         })
