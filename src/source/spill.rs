@@ -1,10 +1,10 @@
 //! Spill: the messages of one bounded read, kept in a local Arrow IPC file.
 //!
-//! A job reads its topic ranges once: the first pass (schema inference) writes every message
-//! here, and the second pass (decoding) and every scan of the `events` table replay the file.
-//! So the broker is consumed once per run, and both passes see exactly the same bytes even if
-//! retention or compaction changes the topic meanwhile. The file lives in the system temp
-//! folder (`TMPDIR`) and is deleted when the last handle is dropped.
+//! A job normally decodes while it reads and keeps nothing. When that cannot be used (a batch
+//! changed the inferred schema, or the query reads `events` more than once), the job reads its
+//! ranges again and writes every message here; the decode and every scan of the `events` table
+//! then replay the file, so they all see exactly the same bytes. The file lives in the system
+//! temp folder (`TMPDIR`) and is deleted when the last handle is dropped.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
