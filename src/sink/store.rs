@@ -63,12 +63,12 @@ impl Warehouse {
                     .with_bucket_name(bucket)
                     .build()
                     .map_err(|e| invalid(format!("cannot configure S3: {e}")))?;
-                Ok(Self::remote(
+                Self::remote(
                     &url,
                     &format!("s3://{bucket}/"),
                     StoreKind::S3,
                     Arc::new(store),
-                ))
+                )
             }
             Ok(url) if matches!(url.scheme(), "hdfs" | "viewfs") => {
                 let authority = match url.port() {
@@ -83,12 +83,12 @@ impl Warehouse {
                     .with_url(authority.as_str())
                     .build()
                     .map_err(|e| invalid(format!("cannot configure HDFS: {e}")))?;
-                Ok(Self::remote(
+                Self::remote(
                     &url,
                     &format!("{authority}/"),
                     StoreKind::Hdfs,
                     Arc::new(store),
-                ))
+                )
             }
             // One-letter "schemes" are Windows drive letters, not URLs.
             Ok(url) if url.scheme().len() > 1 => Err(invalid(format!(
@@ -116,19 +116,32 @@ impl Warehouse {
         })
     }
 
-    fn remote(url: &Url, base: &str, kind: StoreKind, store: Arc<dyn ObjectStore>) -> Self {
-        let root = Path::from_iter(url.path().split('/').filter(|s| !s.is_empty()));
-        let url = if root.as_ref().is_empty() {
+    fn remote(
+        url: &Url,
+        base: &str,
+        kind: StoreKind,
+        store: Arc<dyn ObjectStore>,
+    ) -> Result<Self, SinkError> {
+        // Decoded as DataFusion's table URLs are, so both name the same keys.
+        let root = Path::from_url_path(url.path()).map_err(|e| SinkError::Location {
+            location: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        let text = if root.as_ref().is_empty() {
             base.to_owned()
         } else {
             format!("{base}{root}/")
         };
-        Warehouse {
-            url: Url::parse(&url).unwrap_or_else(|_| unreachable!("built from a parsed URL")),
+        let url = Url::parse(&text).map_err(|e| SinkError::Location {
+            location: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Warehouse {
+            url,
             root,
             kind,
             store,
-        }
+        })
     }
 
     /// The object store holding the warehouse.
@@ -304,6 +317,9 @@ mod tests {
             w.table_url("purchases"),
             "s3://games/warehouse/prod/purchases/"
         );
+        let spaced = Warehouse::parse("s3://games/my%20wh").unwrap();
+        assert_eq!(spaced.url().as_str(), "s3://games/my%20wh/");
+        assert_eq!(spaced.path("t").as_ref(), "my wh/t");
         let bare = Warehouse::parse("s3://games").unwrap();
         assert_eq!(bare.url().as_str(), "s3://games/");
         assert_eq!(bare.path("t").as_ref(), "t");
