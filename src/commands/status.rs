@@ -14,7 +14,7 @@ use crate::commands::{job, sql};
 use crate::decode::BAD_RECORDS_TABLE;
 use crate::error::{Error, Result};
 use crate::settings::Settings;
-use crate::sink::{Commit, TableLog, bad_records_folder};
+use crate::sink::{Commit, TableLog};
 use crate::source::offsets::Watermark;
 
 /// Prints the status of one table or of every table.
@@ -32,7 +32,7 @@ pub async fn run(settings: &Settings, args: &StatusArgs) -> Result<()> {
     let mut rows = StatusRows::default();
     let mut ends: BTreeMap<String, Option<Vec<Watermark>>> = BTreeMap::new();
     for table in &tables {
-        let log = TableLog::new(warehouse, table, &bad_records_folder(table));
+        let log = TableLog::new(warehouse, table);
         if !log.exists().await? {
             return Err(Error::Usage(format!(
                 "no table {table} at {}",

@@ -113,12 +113,12 @@ pub struct TableLog {
 }
 
 impl TableLog {
-    /// The log of `table`, whose bad records live under `bad_folder` (warehouse-relative).
-    pub fn new(warehouse: &Warehouse, table: &str, bad_folder: &str) -> Self {
+    /// The log of `table` (its bad records live under [`super::bad_records_folder`]).
+    pub fn new(warehouse: &Warehouse, table: &str) -> Self {
         TableLog {
             warehouse: warehouse.clone(),
             table: table.to_owned(),
-            bad_folder: bad_folder.to_owned(),
+            bad_folder: super::bad_records_folder(table),
         }
     }
 
@@ -524,7 +524,7 @@ mod tests {
     async fn a_version_can_be_claimed_once_and_publishing_can_be_repeated() {
         let dir = tempfile::tempdir().unwrap();
         let wh = Warehouse::parse(&dir.path().to_string_lossy()).unwrap();
-        let log = TableLog::new(&wh, "t", "_bad_records/table_name=t");
+        let log = TableLog::new(&wh, "t");
         let mut c = commit(SaveMode::Overwrite, &[(0, 3)]);
         c.files = vec!["t/part-a.parquet".into()];
         let staged = wh.path(&format!(

@@ -124,7 +124,7 @@ impl TableRun {
         mode: SaveMode,
         run_id: &str,
     ) -> Result<Option<Self>, SinkError> {
-        let log = TableLog::new(warehouse, &spec.name, &bad_records_folder(&spec.name));
+        let log = TableLog::new(warehouse, &spec.name);
         let base = log.recover().await?;
         let exists = base.is_some() || log.exists().await?;
         if matches!(mode, SaveMode::ErrorIfExists | SaveMode::Ignore) && exists {

@@ -12,7 +12,7 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::QueryError;
-use crate::sink::{TableLog, Warehouse, bad_records_folder};
+use crate::sink::{TableLog, Warehouse};
 
 /// A session configured for bnetl's tables.
 ///
@@ -99,7 +99,7 @@ pub async fn register_warehouse(
         if table != crate::decode::BAD_RECORDS_TABLE {
             // A commit that an interrupted run claimed but did not finish publishing is finished
             // first, so the query sees whole versions only.
-            let log = TableLog::new(warehouse, table, &bad_records_folder(table));
+            let log = TableLog::new(warehouse, table);
             if let Err(e) = log.recover().await {
                 tracing::warn!(table, error = %crate::error::chain(&e), "cannot finish an interrupted commit; the table may show part of it");
             }
