@@ -245,20 +245,16 @@ async fn stage_run(
             );
             table.discard_staged_table().await;
         }
-        let scan = match scan.spill {
-            Some(_) => scan,
-            None => {
-                scan_topic(
-                    settings.clone(),
-                    ranges.clone(),
-                    progress.reading("read again", &settings.topic, ranges),
-                    cancel.clone(),
-                    job.include_headers,
-                    None,
-                )
-                .await?
-            }
-        };
+        // The first read decoded as it went and kept nothing: read again, spilling.
+        let scan = scan_topic(
+            settings.clone(),
+            ranges.clone(),
+            progress.reading("read again", &settings.topic, ranges),
+            cancel.clone(),
+            job.include_headers,
+            None,
+        )
+        .await?;
         let spill = scan
             .spill
             .clone()
