@@ -234,7 +234,8 @@ impl KafkaLog {
         while !drain.is_done() {
             let mut drained = Vec::new();
             let mut lost = false;
-            let delivered = queue.poll(Duration::from_millis(50), |polled| match polled {
+            let mut kept = 0usize;
+            queue.poll(Duration::from_millis(50), |polled| match polled {
                 Polled::Message(m) => {
                     let delivered = drain.on_message(m.partition, m.offset);
                     if delivered.drained {
@@ -242,6 +243,7 @@ impl KafkaLog {
                     }
                     if delivered.keep {
                         batch.push(m);
+                        kept += 1;
                     }
                 }
                 Polled::Error(
@@ -258,8 +260,10 @@ impl KafkaLog {
                     partitions: drain.remaining().map(|r| r.partition).collect(),
                 });
             }
+            // Progress is a message inside the ranges; consumer errors (a broker that is down)
+            // and records past a drained range do not count.
             let now = Instant::now();
-            if delivered > 0 {
+            if kept > 0 {
                 progress_at = now;
             }
             if now.duration_since(positions_checked) >= Duration::from_millis(100) {
@@ -456,8 +460,8 @@ impl MessageQueue {
         })
     }
 
-    /// Waits up to `timeout` for messages and hands each to `each`; returns how many came.
-    fn poll(&mut self, timeout: Duration, mut each: impl FnMut(Polled)) -> usize {
+    /// Waits up to `timeout` for messages and hands each to `each`.
+    fn poll(&mut self, timeout: Duration, mut each: impl FnMut(Polled)) {
         let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
         // SAFETY: `taken` has room for `taken.len()` pointers; librdkafka fills the first `n`.
         let n = unsafe {
@@ -476,7 +480,6 @@ impl MessageQueue {
             unsafe { rdsys::rd_kafka_message_destroy(message) };
             each(polled);
         }
-        n
     }
 }
 
