@@ -113,18 +113,22 @@ fn validate_topic(topic: &str) -> Result<()> {
     }
 }
 
-/// A table name is one folder under the warehouse, visible to readers.
+/// A table name is one folder under the warehouse, visible to readers, and a value of the
+/// `_bad_records` table's `table_name` partition. It is kept to characters that neither Hive's
+/// escaping nor object stores' path encoding change (a `%`, `:` or `é` would be encoded in the
+/// folder name, and readers would then look for another folder).
 fn validate_table(name: &str) -> Result<()> {
     let legal = !name.is_empty()
         && !name.starts_with('.')
         && !name.starts_with('_')
-        && !name.contains(['/', '\\', '='])
-        && !name.chars().any(char::is_control);
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
     if legal {
         Ok(())
     } else {
         Err(Error::Usage(format!(
-            "invalid table name {name:?}: it must not be empty, start with '.' or '_', or contain '/', '\\' or '='"
+            "invalid table name {name:?}: use a-z, A-Z, 0-9, '_', '-' and '.', not starting with '.' or '_'"
         )))
     }
 }
@@ -242,7 +246,18 @@ mod tests {
     #[test]
     fn table_names_stay_one_visible_folder() {
         assert!(validate_table("purchases").is_ok());
-        for bad in ["", ".hidden", "_bad_records", "../escape", "a=b"] {
+        assert!(validate_table("game.events-v2_x").is_ok());
+        for bad in [
+            "",
+            ".hidden",
+            "_bad_records",
+            "../escape",
+            "a=b",
+            "a%b",
+            "a:b",
+            "a b",
+            "événements",
+        ] {
             assert!(validate_table(bad).is_err(), "{bad:?}");
         }
     }

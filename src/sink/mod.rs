@@ -224,9 +224,10 @@ impl TableRun {
         let schema = batch.schema();
         let rows = batch.num_rows() as u64;
         let batches = futures::stream::iter([Ok::<_, std::convert::Infallible>(batch)]);
-        let folder = folder
-            .split('/')
-            .fold(self.staging(), |path, segment| path.join(segment));
+        let folder = self.warehouse.path(&format!(
+            "{}/{folder}",
+            TableLog::staging_folder(&self.run_id)
+        ));
         let written = stage(
             &self.warehouse,
             folder,

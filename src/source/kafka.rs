@@ -159,6 +159,18 @@ impl KafkaLog {
         partitions: &[i32],
     ) -> Result<BTreeMap<i32, Option<i64>>, SourceError> {
         let consumer = self.consumer(topic)?;
+        let answer = self.offsets_for_times_with(&consumer, topic, timestamp_ms, partitions);
+        release(consumer);
+        answer
+    }
+
+    fn offsets_for_times_with(
+        &self,
+        consumer: &BaseConsumer,
+        topic: &str,
+        timestamp_ms: i64,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, Option<i64>>, SourceError> {
         let mut query = TopicPartitionList::new();
         for &partition in partitions {
             query
