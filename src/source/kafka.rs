@@ -6,6 +6,16 @@
 //! have gaps: transaction markers, aborted records under `read_committed`, compaction), and
 //! never take a quiet poll for the end of the data: a partition that makes no progress before
 //! the deadline is an error that names it.
+//!
+//! Every client carries a [`KafkaContext`]: librdkafka's log lines go to bnetl's log (target
+//! `librdkafka`, e.g. `BNETL_LOG=librdkafka=debug`), and a broker that refuses the client
+//! (authentication or TLS failure) stops a metadata call or a read at once with librdkafka's
+//! own reason instead of running into the no-progress deadline.
+//!
+//! Reads use librdkafka's default `isolation.level=read_committed`: the end offsets are then the
+//! last stable offsets, records of aborted transactions are skipped and an open transaction's
+//! records wait for the next run. `-X isolation.level=read_uncommitted` reads as Spark's Kafka
+//! source does by default.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -15,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::bindings as rdsys;
 use rdkafka::config::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -37,6 +48,48 @@ pub struct KafkaLog {
     /// Deadline for metadata calls, and for a partition to make progress while reading.
     timeout: Duration,
 }
+
+/// The client context of every consumer and producer bnetl creates: it sends librdkafka's log
+/// lines and error events to bnetl's log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KafkaContext;
+
+impl ClientContext for KafkaContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log_line(level as i32, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Transport errors (a broker going away) are retried by librdkafka.
+        tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+    }
+}
+
+/// One librdkafka log line (syslog level) in bnetl's log, target `librdkafka`.
+fn log_line(level: i32, facility: &str, message: &str) {
+    match level {
+        ..=3 => tracing::error!(target: "librdkafka", facility, "{message}"),
+        4 => tracing::warn!(target: "librdkafka", facility, "{message}"),
+        5 | 6 => tracing::info!(target: "librdkafka", facility, "{message}"),
+        _ => tracing::debug!(target: "librdkafka", facility, "{message}"),
+    }
+}
+
+/// Whether an error means the cluster refused this client (credentials, TLS): retrying cannot
+/// help, so a read stops at once with librdkafka's reason.
+fn is_refusal(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::Authentication
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+            | RDKafkaErrorCode::SSL
+    )
+}
+
+impl rdkafka::consumer::ConsumerContext for KafkaContext {}
+
+/// How often a call that waits on the cluster checks whether a broker refused the client.
+const REFUSAL_CHECK: Duration = Duration::from_millis(250);
 
 /// bnetl's consumer defaults, tuned for bounded batch reads.
 const CONSUMER_DEFAULTS: [(&str, &str); 9] = [
@@ -82,32 +135,55 @@ impl KafkaLog {
         for (key, value) in defaults {
             config.set(*key, *value);
         }
+        // librdkafka writes debug lines only for the contexts named in `debug`.
+        if tracing::enabled!(target: "librdkafka", tracing::Level::DEBUG) {
+            config.set("debug", "generic,broker,topic,consumer,security");
+        }
         for (key, value) in &self.properties {
             config.set(key, value);
         }
         config
     }
 
-    fn consumer(&self, topic: &str) -> Result<BaseConsumer, SourceError> {
-        self.config(&CONSUMER_DEFAULTS)
-            .create()
-            .map_err(|source| kafka_error(format!("create a consumer for {topic}"), source))
+    fn consumer(
+        &self,
+        topic: &str,
+    ) -> Result<(BaseConsumer<KafkaContext>, ClientEvents), SourceError> {
+        let consumer: BaseConsumer<KafkaContext> = self
+            .config(&CONSUMER_DEFAULTS)
+            .create_with_context(KafkaContext)
+            .map_err(|source| kafka_error(format!("create a consumer for {topic}"), source))?;
+        let events = ClientEvents::new(&consumer);
+        Ok((consumer, events))
+    }
+
+    /// Serves `events`; the error for a client that a broker refused, if one did.
+    fn refused(&self, events: &ClientEvents) -> Option<SourceError> {
+        events.serve().map(|reason| self.refusal(reason))
+    }
+
+    fn refusal(&self, reason: String) -> SourceError {
+        SourceError::Refused {
+            brokers: self.brokers.clone(),
+            reason,
+        }
     }
 
     /// The `[low, high)` watermarks of every partition of `topic`.
     pub fn watermarks(&self, topic: &str) -> Result<Vec<Watermark>, SourceError> {
-        let consumer = self.consumer(topic)?;
-        let watermarks = self.watermarks_with(&consumer, topic);
-        release(consumer);
+        let (consumer, events) = self.consumer(topic)?;
+        let watermarks = self.watermarks_with(&consumer, &events, topic);
+        release(consumer, events);
         watermarks
     }
 
     fn watermarks_with(
         &self,
-        consumer: &BaseConsumer,
+        consumer: &BaseConsumer<KafkaContext>,
+        events: &ClientEvents,
         topic: &str,
     ) -> Result<Vec<Watermark>, SourceError> {
-        let partitions = self.partitions(consumer, topic)?;
+        let partitions = self.partitions(consumer, events, topic)?;
         let mut watermarks = Vec::with_capacity(partitions.len());
         for partition in partitions {
             let (low, high) = consumer
@@ -124,15 +200,33 @@ impl KafkaLog {
         Ok(watermarks)
     }
 
-    fn partitions(&self, consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, SourceError> {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), self.timeout)
-            .map_err(|source| {
-                kafka_error(
-                    format!("read metadata of {topic} from {}", self.brokers),
-                    source,
-                )
-            })?;
+    fn partitions(
+        &self,
+        consumer: &BaseConsumer<KafkaContext>,
+        events: &ClientEvents,
+        topic: &str,
+    ) -> Result<Vec<i32>, SourceError> {
+        // Asked in short rounds, so that a broker refusing the client ends the wait at once.
+        let deadline = Instant::now() + self.timeout;
+        let metadata = loop {
+            let round = deadline
+                .saturating_duration_since(Instant::now())
+                .min(REFUSAL_CHECK);
+            match consumer.fetch_metadata(Some(topic), round) {
+                Ok(metadata) => break metadata,
+                Err(source) => {
+                    if let Some(refused) = self.refused(events) {
+                        return Err(refused);
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(kafka_error(
+                            format!("read metadata of {topic} from {}", self.brokers),
+                            source,
+                        ));
+                    }
+                }
+            }
+        };
         let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
             return Err(self.unknown(topic));
         };
@@ -158,15 +252,15 @@ impl KafkaLog {
         timestamp_ms: i64,
         partitions: &[i32],
     ) -> Result<BTreeMap<i32, Option<i64>>, SourceError> {
-        let consumer = self.consumer(topic)?;
+        let (consumer, events) = self.consumer(topic)?;
         let answer = self.offsets_for_times_with(&consumer, topic, timestamp_ms, partitions);
-        release(consumer);
+        release(consumer, events);
         answer
     }
 
     fn offsets_for_times_with(
         &self,
-        consumer: &BaseConsumer,
+        consumer: &BaseConsumer<KafkaContext>,
         topic: &str,
         timestamp_ms: i64,
         partitions: &[i32],
@@ -212,15 +306,16 @@ impl KafkaLog {
         if drain.is_done() {
             return Ok(());
         }
-        let consumer = self.consumer(topic)?;
-        let read = self.read_with(&consumer, topic, &mut drain, batch_rows, on_batch);
-        release(consumer);
+        let (consumer, events) = self.consumer(topic)?;
+        let read = self.read_with(&consumer, &events, topic, &mut drain, batch_rows, on_batch);
+        release(consumer, events);
         read
     }
 
     fn read_with(
         &self,
-        consumer: &BaseConsumer,
+        consumer: &BaseConsumer<KafkaContext>,
+        events: &ClientEvents,
         topic: &str,
         drain: &mut Drain,
         batch_rows: usize,
@@ -258,12 +353,13 @@ impl KafkaLog {
                         kept += 1;
                     }
                 }
-                Polled::Error(
-                    RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset,
-                ) => lost = true,
+                Polled::Error {
+                    code: RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset,
+                    ..
+                } => lost = true,
                 // Transport errors are retried by librdkafka; the deadline below decides.
-                Polled::Error(code) => {
-                    tracing::warn!(topic, error = %code, "consumer error while reading");
+                Polled::Error { code, message } => {
+                    tracing::warn!(topic, error = %code, "consumer error while reading: {message}");
                 }
             });
             if lost {
@@ -308,6 +404,9 @@ impl KafkaLog {
                     return Ok(());
                 }
             }
+            if let Some(refused) = self.refused(events) {
+                return Err(refused);
+            }
             if !drain.is_done() && now.duration_since(progress_at) > self.timeout {
                 return Err(stalled(consumer, topic, drain));
             }
@@ -317,7 +416,10 @@ impl KafkaLog {
 
     /// Starts the producer the game API uses: idempotent, `acks=all`, and a delivery timeout
     /// of `ack_timeout`, so a request is acknowledged only once the broker stored its event.
-    pub fn future_producer(&self, ack_timeout: Duration) -> Result<FutureProducer, SourceError> {
+    pub fn future_producer(
+        &self,
+        ack_timeout: Duration,
+    ) -> Result<FutureProducer<KafkaContext>, SourceError> {
         let timeout_ms = ack_timeout.as_millis().max(1).to_string();
         let defaults = [
             ("enable.idempotence", "true"),
@@ -328,9 +430,11 @@ impl KafkaLog {
             ("linger.ms", "0"),
             ("message.timeout.ms", timeout_ms.as_str()),
         ];
-        self.config(&defaults).create().map_err(|source| {
-            kafka_error(format!("create a producer for {}", self.brokers), source)
-        })
+        self.config(&defaults)
+            .create_with_context(KafkaContext::default())
+            .map_err(|source| {
+                kafka_error(format!("create a producer for {}", self.brokers), source)
+            })
     }
 
     /// Appends `records` to `topic` as fast as the broker takes them (for backfills), and
@@ -402,7 +506,7 @@ impl KafkaLog {
 
 /// Sends `record` through the game API's producer and waits for the broker's acknowledgement.
 pub async fn send(
-    producer: &FutureProducer,
+    producer: &FutureProducer<KafkaContext>,
     topic: &str,
     record: Record,
 ) -> Result<(i32, i64), SourceError> {
@@ -437,13 +541,99 @@ fn to_kafka_headers(headers: &[(String, Option<Vec<u8>>)]) -> Option<OwnedHeader
     Some(owned)
 }
 
+/// A client's main queue, which carries librdkafka's log lines and error events. rdkafka
+/// forwards it to the consumer's queue, where `rd_kafka_consume_batch_queue` would print them
+/// on stderr itself; this takes it back so that [`ClientEvents::serve`] hands them to bnetl's
+/// log and sees a refusal (authentication, TLS) with librdkafka's reason.
+struct ClientEvents {
+    queue: *mut rdsys::rd_kafka_queue_t,
+}
+
+impl ClientEvents {
+    fn new(consumer: &BaseConsumer<KafkaContext>) -> Self {
+        // SAFETY: `native_ptr` is the consumer's live handle; the queue reference taken here is
+        // released in `drop`, before the consumer is released (see `release`).
+        let queue = unsafe { rdsys::rd_kafka_queue_get_main(consumer.client().native_ptr()) };
+        if !queue.is_null() {
+            // SAFETY: a valid queue; forwarding to null stops the forwarding.
+            unsafe { rdsys::rd_kafka_queue_forward(queue, std::ptr::null_mut()) };
+        }
+        ClientEvents { queue }
+    }
+
+    /// Logs every queued event; returns librdkafka's reason if one says the cluster refused
+    /// this client.
+    fn serve(&self) -> Option<String> {
+        if self.queue.is_null() {
+            return None;
+        }
+        let text = |p: *const std::ffi::c_char| {
+            if p.is_null() {
+                String::new()
+            } else {
+                // SAFETY: librdkafka's NUL-terminated strings, valid until the event is destroyed.
+                unsafe { std::ffi::CStr::from_ptr(p) }
+                    .to_string_lossy()
+                    .into_owned()
+            }
+        };
+        let mut refused = None;
+        loop {
+            // SAFETY: a valid queue; a null event means it is empty.
+            let event = unsafe { rdsys::rd_kafka_queue_poll(self.queue, 0) };
+            if event.is_null() {
+                return refused;
+            }
+            // SAFETY: `event` is valid until `rd_kafka_event_destroy` below.
+            match unsafe { rdsys::rd_kafka_event_type(event) } {
+                rdsys::RD_KAFKA_EVENT_LOG => {
+                    let (mut facility, mut message, mut level) =
+                        (std::ptr::null(), std::ptr::null(), 0);
+                    // SAFETY: a log event; the out-pointers are written.
+                    unsafe {
+                        rdsys::rd_kafka_event_log(event, &mut facility, &mut message, &mut level)
+                    };
+                    log_line(level, &text(facility), &text(message));
+                }
+                rdsys::RD_KAFKA_EVENT_ERROR => {
+                    // SAFETY: an error event.
+                    let code =
+                        RDKafkaErrorCode::from(unsafe { rdsys::rd_kafka_event_error(event) });
+                    let reason = text(unsafe { rdsys::rd_kafka_event_error_string(event) });
+                    if is_refusal(code) {
+                        refused.get_or_insert(reason);
+                    } else {
+                        // Transport errors (a broker going away) are retried by librdkafka.
+                        tracing::warn!(target: "librdkafka", error = %code, "{reason}");
+                    }
+                }
+                _ => {}
+            }
+            // SAFETY: destroys the event polled above.
+            unsafe { rdsys::rd_kafka_event_destroy(event) };
+        }
+    }
+}
+
+impl Drop for ClientEvents {
+    fn drop(&mut self) {
+        if !self.queue.is_null() {
+            // SAFETY: releases the reference taken in `new`.
+            unsafe { rdsys::rd_kafka_queue_destroy(self.queue) };
+        }
+    }
+}
+
 /// Messages taken from the consumer's queue per call.
 const POLL_BATCH: usize = 1024;
 
 /// What one entry of the consumer's queue holds.
 enum Polled {
     Message(Message),
-    Error(RDKafkaErrorCode),
+    Error {
+        code: RDKafkaErrorCode,
+        message: String,
+    },
 }
 
 /// The consumer's queue read through librdkafka's batch call (`rd_kafka_consume_batch_queue`),
@@ -456,7 +646,11 @@ struct MessageQueue {
 }
 
 impl MessageQueue {
-    fn new(consumer: &BaseConsumer, topic: &str, capacity: usize) -> Result<Self, SourceError> {
+    fn new(
+        consumer: &BaseConsumer<KafkaContext>,
+        topic: &str,
+        capacity: usize,
+    ) -> Result<Self, SourceError> {
         // SAFETY: `native_ptr` is the consumer's live handle; the queue reference taken here is
         // released in `drop`, which runs before the consumer is dropped (it borrows it).
         let queue = unsafe { rdsys::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) };
@@ -510,7 +704,20 @@ unsafe fn polled(message: *mut rdsys::rd_kafka_message_t) -> Polled {
     // SAFETY: valid per the caller.
     let m = unsafe { &*message };
     if m.err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-        return Polled::Error(RDKafkaErrorCode::from(m.err));
+        // An error's payload is librdkafka's description of it.
+        let message = if m.payload.is_null() {
+            String::new()
+        } else {
+            // SAFETY: librdkafka's pointer/length pair of the error text.
+            String::from_utf8_lossy(unsafe {
+                std::slice::from_raw_parts(m.payload.cast::<u8>(), m.len)
+            })
+            .into_owned()
+        };
+        return Polled::Error {
+            code: RDKafkaErrorCode::from(m.err),
+            message,
+        };
     }
     // SAFETY: librdkafka's pointer/length pairs; null means absent.
     let bytes = |data: *mut std::ffi::c_void, len: usize| {
@@ -562,7 +769,9 @@ unsafe fn polled(message: *mut rdsys::rd_kafka_message_t) -> Polled {
 /// The error for a read that stopped making progress, naming the first stuck partition.
 /// Closes a consumer on a thread of its own: librdkafka's close waits for its threads to stop
 /// (about 100 ms here, a tenth of a 1M-event read), and nothing waits for it.
-fn release(consumer: BaseConsumer) {
+fn release(consumer: BaseConsumer<KafkaContext>, events: ClientEvents) {
+    events.serve();
+    drop(events);
     let spawned = std::thread::Builder::new()
         .name("bnetl-kafka-close".into())
         .spawn(move || drop(consumer));
@@ -571,7 +780,7 @@ fn release(consumer: BaseConsumer) {
     }
 }
 
-fn stalled(consumer: &BaseConsumer, topic: &str, drain: &Drain) -> SourceError {
+fn stalled(consumer: &BaseConsumer<KafkaContext>, topic: &str, drain: &Drain) -> SourceError {
     let positions = consumer.position().ok();
     let range = drain
         .remaining()
@@ -597,13 +806,22 @@ fn kafka_error(action: String, source: KafkaError) -> SourceError {
     SourceError::Kafka { action, source }
 }
 
-/// Counts records the broker did not acknowledge.
+/// Counts records the broker did not acknowledge; logs as [`KafkaContext`] does.
 #[derive(Default)]
 struct CountingContext {
     failed: Arc<AtomicU64>,
+    inner: KafkaContext,
 }
 
-impl ClientContext for CountingContext {}
+impl ClientContext for CountingContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.inner.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.inner.error(error, reason);
+    }
+}
 
 impl ProducerContext for CountingContext {
     type DeliveryOpaque = ();

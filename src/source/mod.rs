@@ -221,6 +221,8 @@ pub enum SourceError {
     },
     #[error("the log writer for {topic} has stopped")]
     WriterGone { topic: String },
+    #[error("Kafka at {brokers} refused bnetl: {reason}")]
+    Refused { brokers: String, reason: String },
     #[error("cannot {action}")]
     Kafka {
         action: String,

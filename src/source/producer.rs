@@ -32,7 +32,7 @@ pub struct Producer {
 #[derive(Clone)]
 enum Backend {
     Embedded(mpsc::Sender<(Record, Ack)>),
-    Kafka(FutureProducer),
+    Kafka(FutureProducer<kafka::KafkaContext>),
 }
 
 impl fmt::Debug for Producer {
@@ -54,7 +54,7 @@ pub enum ProducerThread {
     /// The embedded log's writer thread.
     Embedded(JoinHandle<()>),
     /// Kafka's producer, flushed on finish.
-    Kafka(FutureProducer),
+    Kafka(FutureProducer<kafka::KafkaContext>),
 }
 
 impl Producer {
