@@ -197,13 +197,20 @@ impl TableLog {
         Ok(live)
     }
 
-    /// True when the table holds anything: a commit or any file.
+    /// True when the table holds anything: a commit or any file. Hidden files (a name starting
+    /// with `.`) do not count, as in Hadoop: HDFS's client leaves `.<name>.tmp.<n>` behind when
+    /// a conditional create fails half-way (a DataNode dying during a claim), and such a file
+    /// must not make a table that never committed look like another tool's.
     pub async fn exists(&self) -> Result<bool, SinkError> {
         let folder = self.warehouse.path(&self.table);
         let first = self
             .warehouse
             .store()
             .list(Some(&folder))
+            .try_filter(|o| {
+                let hidden = o.location.filename().is_some_and(|f| f.starts_with('.'));
+                std::future::ready(!hidden)
+            })
             .try_next()
             .await
             .map_err(|e| self.warehouse.store_error(&folder, e))?;
@@ -337,20 +344,27 @@ impl TableLog {
         let store = self.warehouse.store();
         let from = self.warehouse.object(&format!("{staging}/{file}"));
         let to = self.warehouse.object(file);
-        match store.rename(&from, &to).await {
-            Ok(()) => Ok(()),
-            Err(object_store::Error::NotFound { .. }) => match store.head(&to).await {
-                // Moved before an interruption.
-                Ok(_) => Ok(()),
-                Err(_) => Err(SinkError::Corrupt {
-                    path: self.warehouse.display(&to),
-                    reason: format!(
-                        "a file of table {} is neither staged nor published",
-                        self.table
-                    ),
-                }),
-            },
-            Err(e) => Err(self.warehouse.store_error(&from, e)),
+        let Err(error) = store.rename(&from, &to).await else {
+            return Ok(());
+        };
+        // Moved before an interruption: in place and no longer staged. Looked up rather than
+        // read from the error: hdfs-native reports a missing rename source as a generic RPC
+        // error (FileNotFoundException), not as NotFound.
+        let published = store.head(&to).await.is_ok();
+        let staged = !matches!(
+            store.head(&from).await,
+            Err(object_store::Error::NotFound { .. })
+        );
+        match (published, staged, error) {
+            (true, false, _) => Ok(()),
+            (_, false, _) => Err(SinkError::Corrupt {
+                path: self.warehouse.display(&to),
+                reason: format!(
+                    "a file of table {} is neither staged nor published",
+                    self.table
+                ),
+            }),
+            (_, true, error) => Err(self.warehouse.store_error(&from, error)),
         }
     }
 
