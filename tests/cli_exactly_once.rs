@@ -1,7 +1,8 @@
 //! `--incremental` is exactly-once: runs killed with SIGKILL at random moments (reading,
 //! encoding, staging, claiming, publishing), with new traffic arriving between them, and then a
 //! run to the end leave every event of the topic in the table once, and every bad record in
-//! `_bad_records` once. On the embedded log and on a Kafka broker.
+//! `_bad_records` once. On the embedded log, on a real Kafka broker, and with the warehouse on
+//! a real HDFS (MiniDFSCluster).
 
 mod support;
 
@@ -10,7 +11,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::Bnetl;
-use support::kafka::Kafka;
+use support::hdfs::Hdfs;
+use support::kafka::KafkaCluster;
 
 /// Kills per backend.
 const ROUNDS: usize = 36;
@@ -65,7 +67,8 @@ fn bad_among(n: usize) -> i64 {
     (0..n).filter(|i| i % BAD_EVERY == 0).count() as i64
 }
 
-fn versions(bnetl: &Bnetl) -> usize {
+/// Commits of `extracted_events` in a local warehouse.
+fn local_versions(bnetl: &Bnetl) -> usize {
     std::fs::read_dir(bnetl.warehouse().join("extracted_events/_bnetl_log"))
         .map(|d| d.count())
         .unwrap_or(0)
@@ -81,8 +84,13 @@ const PHASES: [(&str, Option<&str>); 4] = [
 ];
 
 /// Kills `extract --incremental` at random points, `produce(first, n)` adding traffic before
-/// each round, then checks the table against everything produced.
-fn kill_at_random_points(bnetl: &Bnetl, produce: impl Fn(usize, usize)) {
+/// each round, then checks the table against everything produced. `versions()` counts the
+/// table's commits, read without bnetl (which could finish a half-published one).
+fn kill_at_random_points(
+    bnetl: &Bnetl,
+    produce: impl Fn(usize, usize),
+    versions: impl Fn() -> usize,
+) {
     let mut rng = Rng::seeded();
     let mut produced = 0;
     produce(produced, PER_ROUND * 4);
@@ -96,7 +104,7 @@ fn kill_at_random_points(bnetl: &Bnetl, produce: impl Fn(usize, usize)) {
     for round in 0..ROUNDS {
         produce(produced, PER_ROUND);
         produced += PER_ROUND;
-        let before = versions(bnetl);
+        let before = versions();
         let marker = PHASES[round % PHASES.len()].1;
         let mut run = bnetl
             .cmd(&[
@@ -147,7 +155,7 @@ fn kill_at_random_points(bnetl: &Bnetl, produce: impl Fn(usize, usize)) {
         } else {
             killed += 1;
             per_phase[round % PHASES.len()] += 1;
-            if versions(bnetl) > before {
+            if versions() > before {
                 killed_after_claim += 1;
             }
         }
@@ -195,30 +203,64 @@ fn kill_at_random_points(bnetl: &Bnetl, produce: impl Fn(usize, usize)) {
     );
 }
 
+/// Appends lines `first..first + n` to the embedded log of `bnetl`.
+fn produce_embedded(bnetl: &Bnetl, first: usize, n: usize) {
+    let mut input = Vec::new();
+    for line in lines(first, n) {
+        input.extend_from_slice(&line);
+        input.push(b'\n');
+    }
+    bnetl.produce(&input);
+}
+
 #[test]
 fn killed_incremental_runs_lose_and_duplicate_nothing_on_the_embedded_log() {
     let bnetl = Bnetl::new();
     bnetl.produce_with(&["--partitions", "3"], b"");
-    kill_at_random_points(&bnetl, |first, n| {
-        let mut input = Vec::new();
-        for line in lines(first, n) {
-            input.extend_from_slice(&line);
-            input.push(b'\n');
-        }
-        bnetl.produce(&input);
-    });
+    kill_at_random_points(
+        &bnetl,
+        |first, n| produce_embedded(&bnetl, first, n),
+        || local_versions(&bnetl),
+    );
 }
 
 #[test]
 fn killed_incremental_runs_lose_and_duplicate_nothing_on_kafka() {
-    let kafka = Kafka::with_topic("events", 3);
-    let bnetl = Bnetl::on_kafka(&kafka.brokers());
-    kill_at_random_points(&bnetl, |first, n| {
-        let records: Vec<(i32, Vec<u8>)> = lines(first, n)
-            .into_iter()
-            .enumerate()
-            .map(|(i, line)| ((i % 3) as i32, line))
-            .collect();
-        kafka.produce("events", &records);
-    });
+    let kafka = KafkaCluster::shared();
+    let topic = kafka.topic("kill", 3);
+    let bnetl = Bnetl::on_topic(&kafka.brokers(), &topic);
+    kill_at_random_points(
+        &bnetl,
+        |first, n| {
+            let records: Vec<(i32, Vec<u8>)> = lines(first, n)
+                .into_iter()
+                .enumerate()
+                .map(|(i, line)| ((i % 3) as i32, line))
+                .collect();
+            kafka.produce(&topic, &records);
+        },
+        || local_versions(&bnetl),
+    );
+}
+
+#[test]
+fn killed_incremental_runs_lose_and_duplicate_nothing_on_hdfs() {
+    let hdfs = Hdfs::shared();
+    let warehouse = hdfs.folder("kill");
+    let mut bnetl = Bnetl::new();
+    bnetl.env = hdfs.env(&warehouse);
+    bnetl.produce_with(&["--partitions", "3"], b"");
+    kill_at_random_points(
+        &bnetl,
+        |first, n| produce_embedded(&bnetl, first, n),
+        || {
+            // Hadoop's own client counts the commit log's entries.
+            hdfs.ls(&warehouse)
+                .iter()
+                .filter(|(_, path)| {
+                    path.starts_with("extracted_events/_bnetl_log/") && path.ends_with(".json")
+                })
+                .count()
+        },
+    );
 }

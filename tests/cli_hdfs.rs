@@ -1,53 +1,323 @@
-//! The warehouse on a real HDFS cluster. No NameNode can be started on the CI machines, so these
-//! tests are ignored by default and run against a cluster you name:
-//!
-//! ```sh
-//! BNETL_TEST_HDFS_URL=hdfs://namenode:8020/tmp/bnetl-test HADOOP_CONF_DIR=/etc/hadoop/conf \
-//!   cargo test --release --test cli_hdfs -- --ignored
-//! ```
+//! The warehouse on a real HDFS: Hadoop's MiniDFSCluster (NameNode and DataNodes in a JVM the
+//! tests start; bnetl reaches it through hdfs-native, with no JVM of its own). The seed's
+//! walkthrough on the seed's own `/tmp` paths, checked by PySpark (the seed's sanity check,
+//! verbatim) and by Hadoop's own client; incremental runs; two runs racing; an HA name service
+//! whose active NameNode fails over during a run; a DataNode killed during a write.
 
 mod support;
 
-use support::Bnetl;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
-fn hdfs_warehouse(name: &str) -> String {
-    let base = std::env::var("BNETL_TEST_HDFS_URL")
-        .expect("set BNETL_TEST_HDFS_URL=hdfs://namenode:port/path to run the HDFS tests");
-    format!(
-        "{}/{name}-{}",
-        base.trim_end_matches('/'),
-        std::process::id()
-    )
+use support::hdfs::Hdfs;
+use support::{Bnetl, SEED_EVENT_TYPES, SEED_HOSTS, SEED_HOSTS_SQL, python};
+
+fn on_hdfs(hdfs: &Hdfs, warehouse: &str) -> Bnetl {
+    let mut bnetl = Bnetl::new();
+    bnetl.env = hdfs.env(warehouse);
+    bnetl
+}
+
+/// `n` game events, one JSON object a line, with a unique `seq`.
+fn events(first: usize, n: usize) -> Vec<u8> {
+    (first..first + n)
+        .flat_map(|i| {
+            format!(
+                "{{\"event_type\":\"purchase_sword\",\"Host\":\"user{}.test\",\"seq\":{i}}}\n",
+                i % 20
+            )
+            .into_bytes()
+        })
+        .collect()
 }
 
 #[test]
-#[ignore = "needs an HDFS cluster: BNETL_TEST_HDFS_URL=hdfs://namenode:port/path"]
-fn the_seed_walkthrough_writes_and_queries_its_tables_on_hdfs() {
-    let mut bnetl = Bnetl::new();
-    bnetl
-        .env
-        .push(("BNETL_WAREHOUSE".into(), hdfs_warehouse("seed")));
+fn the_seed_walkthrough_on_hdfs_tmp_gives_the_seed_tables_to_bnetl_spark_and_hadoop() {
+    let hdfs = Hdfs::shared();
+    // The seed's own paths: /tmp/extracted_events, /tmp/purchases.
+    let warehouse = format!("{}/tmp", hdfs.url);
+    let bnetl = on_hdfs(hdfs, &warehouse);
     bnetl.replay_seed();
     let status = bnetl.status("extracted_events");
     assert_eq!(status[0]["_SUCCESS"], "true");
     assert_eq!(bnetl.lag("extracted_events"), 0);
+    assert_eq!(bnetl.status("purchases")[0]["rows"], "74");
+
+    // Hadoop's own client sees the seed's layout, with the permissions of the seed's listing.
+    let listing = hdfs.ls(&warehouse);
+    let find = |path: &str| listing.iter().find(|(_, p)| p == path);
+    assert_eq!(
+        find("extracted_events/_SUCCESS").map(|e| e.0.as_str()),
+        Some("-rw-r--r--"),
+        "{listing:?}"
+    );
+    assert_eq!(
+        find("extracted_events").map(|e| e.0.as_str()),
+        Some("drwxr-xr-x")
+    );
+    let purchases: Vec<&(String, String)> = listing
+        .iter()
+        .filter(|(_, p)| p.starts_with("purchases/event_type=") && p.ends_with(".snappy.parquet"))
+        .collect();
+    let mut kinds: Vec<&str> = purchases
+        .iter()
+        .map(|(_, p)| p.split('/').nth(1).unwrap())
+        .collect();
+    kinds.dedup();
+    assert_eq!(
+        kinds,
+        [
+            "event_type=purchase_knife",
+            "event_type=purchase_shield",
+            "event_type=purchase_sword"
+        ],
+        "{listing:?}"
+    );
+    for (permission, path) in &listing {
+        if path.contains("_bnetl_log") || path.starts_with('.') {
+            continue;
+        }
+        let expected = if path.ends_with(".parquet") || path.ends_with("_SUCCESS") {
+            "-rw-r--r--"
+        } else {
+            "drwxr-xr-x"
+        };
+        assert_eq!(permission, expected, "{path}");
+    }
+    assert!(
+        listing
+            .iter()
+            .any(|(_, p)| p.starts_with("purchases/event_type=purchase_sword/part-")),
+        "{listing:?}"
+    );
+
+    // The seed's sanity check, verbatim, in PySpark with HDFS as the default file system.
+    let spark = python(&format!(
+        r#"
+from pyspark.sql import SparkSession, SQLContext
+spark = SparkSession.builder.master('local[1]').config('spark.ui.enabled', 'false') \
+    .config('spark.hadoop.fs.defaultFS', '{url}').getOrCreate()
+spark.sparkContext.setLogLevel('ERROR')
+sqlContext = SQLContext(spark.sparkContext)
+my_extracted_events = sqlContext.read.parquet('/tmp/extracted_events')
+my_extracted_events.printSchema()
+my_extracted_events.show(10, False)
+my_extracted_events.registerTempTable('gamer')
+spark.sql("SELECT COUNT(*) FROM gamer").show()
+spark.sql("SELECT event_type, COUNT(event_type) as event_count FROM gamer GROUP BY event_type ORDER BY event_count DESC").show()
+spark.sql("SELECT Host, COUNT(*) as number_of_player FROM gamer GROUP BY Host ORDER BY number_of_player DESC").show()
+spark.stop()
+"#,
+        url = hdfs.url
+    ));
+    assert!(
+        spark.starts_with(
+            "root\n |-- Accept: string (nullable = true)\n |-- Host: string (nullable = true)\n |-- User-Agent: string (nullable = true)\n |-- event_type: string (nullable = true)\n"
+        ),
+        "{spark}"
+    );
+    assert!(
+        spark.contains("|*/*   |user1.comcast.com|ApacheBench/2.3|default   |")
+            && spark.contains("only showing top 10 rows"),
+        "{spark}"
+    );
+    for table in [
+        "+--------+\n|count(1)|\n+--------+\n|     128|\n+--------+\n",
+        "+---------------+-----------+\n|     event_type|event_count|\n+---------------+-----------+\n|        default|         37|\n|purchase_shield|         29|\n| purchase_sword|         25|\n| purchase_knife|         20|\n|  upgrade_sword|         10|\n| upgrade_shield|          7|\n+---------------+-----------+\n",
+        "+------------------+----------------+\n|              Host|number_of_player|\n+------------------+----------------+\n|user4.spectrum.com|              40|\n|     user2.att.com|              29|\n| user1.comcast.com|              25|\n| user3.verizon.com|              20|\n|    user5.fios.com|              14|\n+------------------+----------------+\n",
+    ] {
+        assert!(spark.contains(table), "{table} not in:\n{spark}");
+    }
+    // And bnetl's own queries, once more, over HDFS.
+    assert_eq!(
+        bnetl.sql_csv(support::SEED_EVENT_TYPES_SQL),
+        SEED_EVENT_TYPES
+    );
+    assert_eq!(bnetl.sql_csv(SEED_HOSTS_SQL), SEED_HOSTS);
 }
 
 #[test]
-#[ignore = "needs an HDFS cluster: BNETL_TEST_HDFS_URL=hdfs://namenode:port/path"]
 fn incremental_runs_on_hdfs_append_only_new_events() {
-    let mut bnetl = Bnetl::new();
-    bnetl
-        .env
-        .push(("BNETL_WAREHOUSE".into(), hdfs_warehouse("incremental")));
-    bnetl.produce(b"{\"event_type\":\"default\"}\n{\"event_type\":\"default\"}\n");
+    let hdfs = Hdfs::shared();
+    let bnetl = on_hdfs(hdfs, &hdfs.folder("incremental"));
+    bnetl.produce(&events(0, 2));
     bnetl.ok(&["extract", "--incremental"]);
-    bnetl.produce(b"{\"event_type\":\"purchase_sword\"}\n");
+    bnetl.produce(&events(2, 1));
     assert_eq!(bnetl.lag("extracted_events"), 1);
     bnetl.ok(&["extract", "--incremental"]);
     assert_eq!(
-        bnetl.sql_numbers("SELECT COUNT(*) FROM extracted_events"),
-        [3]
+        bnetl.sql_numbers("SELECT COUNT(*), COUNT(DISTINCT seq) FROM extracted_events"),
+        [3, 3]
     );
     assert_eq!(bnetl.lag("extracted_events"), 0);
+}
+
+#[test]
+fn two_runs_racing_for_one_hdfs_table_commit_one_version_each_or_conflict() {
+    let hdfs = Hdfs::shared();
+    let bnetl = on_hdfs(hdfs, &hdfs.folder("race"));
+    bnetl.produce(&events(0, 20_000));
+    bnetl.ok(&["extract"]);
+    let mut conflicts = 0;
+    for _ in 0..5 {
+        let outputs = bnetl.race(&["extract", "--mode", "append"]);
+        let failed: Vec<String> = outputs
+            .iter()
+            .filter(|o| !o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .collect();
+        assert!(failed.len() < 2, "both runs failed: {failed:?}");
+        for err in &failed {
+            assert!(
+                err.contains("table extracted_events changed while this run was writing")
+                    && err.contains("output was discarded"),
+                "{err}"
+            );
+        }
+        conflicts += failed.len();
+        if conflicts > 0 {
+            break;
+        }
+    }
+    assert!(conflicts > 0, "no attempt raced");
+    let n = bnetl.sql_numbers("SELECT COUNT(*) FROM extracted_events")[0];
+    let version: i64 = bnetl.status("extracted_events")[0]["version"]
+        .parse()
+        .unwrap();
+    assert_eq!(n, version * 20_000, "each version added one whole read");
+}
+
+/// Starts `bnetl ARGS` with `BNETL_LOG=bnetl=info`, waits for a log line containing `marker`,
+/// calls `during`, and returns whether the run succeeded, with its stderr.
+fn during_run(bnetl: &Bnetl, args: &[&str], marker: &str, during: impl FnOnce()) -> (bool, String) {
+    let mut run = bnetl
+        .cmd(args)
+        .env("BNETL_LOG", "bnetl=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(run.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains(marker) {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no {marker:?} in {seen}"
+        );
+        seen.push_str(&line);
+    }
+    assert!(
+        run.try_wait().unwrap().is_none(),
+        "the run ended before the fault"
+    );
+    during();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    (run.wait().unwrap().success(), seen + &rest)
+}
+
+/// After a run that met a fault: the run succeeded, or it failed clearly and committed nothing;
+/// then reruns (each failing the same way while the cluster heals, for at most a minute) leave
+/// each of the `produced` events in the table once.
+fn exactly_once_after_rerun(
+    hdfs: &Hdfs,
+    bnetl: &Bnetl,
+    warehouse: &str,
+    run: (bool, String),
+    produced: i64,
+) {
+    let versions = || {
+        hdfs.ls(warehouse)
+            .iter()
+            .filter(|(_, p)| p.starts_with("extracted_events/_bnetl_log/") && p.ends_with(".json"))
+            .count()
+    };
+    let staged = || {
+        hdfs.ls(warehouse)
+            .iter()
+            .filter(|(_, p)| p.starts_with(".bnetl-staging/") && p.ends_with(".parquet"))
+            .count()
+    };
+    let committed = versions();
+    let (mut succeeded, mut log) = run;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !succeeded {
+        assert!(log.contains("bnetl: "), "no clear error: {log}");
+        assert_eq!(versions(), committed, "a failed run committed: {log}");
+        assert_eq!(staged(), 0, "a failed run left staged files: {log}");
+        assert!(
+            Instant::now() < deadline,
+            "reruns kept failing: {log}\n{:?}",
+            hdfs.ls(warehouse)
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        let output = bnetl
+            .cmd(&["extract", "--incremental"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        succeeded = output.status.success();
+        log = String::from_utf8_lossy(&output.stderr).into_owned();
+        eprintln!("rerun: succeeded {succeeded}: {log}");
+    }
+    assert_eq!(
+        bnetl.sql_numbers("SELECT COUNT(*), COUNT(DISTINCT seq) FROM extracted_events"),
+        [produced, produced]
+    );
+    assert_eq!(bnetl.lag("extracted_events"), 0);
+}
+
+#[test]
+fn an_ha_name_service_fails_over_during_a_run_and_its_rerun_loses_nothing() {
+    let hdfs = Hdfs::start(&["--ha"]);
+    assert!(hdfs.url.starts_with("hdfs://bnetl-ns"), "{}", hdfs.url);
+    let warehouse = format!("{}/warehouse", hdfs.url);
+    let bnetl = on_hdfs(&hdfs, &warehouse);
+    bnetl.produce(&events(0, 100));
+    bnetl.ok(&["extract", "--incremental"]);
+    assert_eq!(
+        bnetl.sql_numbers("SELECT COUNT(*) FROM extracted_events"),
+        [100]
+    );
+
+    bnetl.produce(&events(100, 300_000));
+    let run = during_run(
+        &bnetl,
+        &["extract", "--incremental", "--max-rows-per-file", "20000"],
+        "snapshotted offsets",
+        || {
+            let active = hdfs.command("failover");
+            eprintln!("failover: {active:?}");
+        },
+    );
+    eprintln!("run during failover succeeded: {}", run.0);
+    exactly_once_after_rerun(&hdfs, &bnetl, &warehouse, run, 300_100);
+}
+
+#[test]
+fn a_datanode_killed_during_a_write_completes_or_fails_with_nothing_committed() {
+    let hdfs = Hdfs::start(&["--datanodes", "4"]);
+    let warehouse = format!("{}/warehouse", hdfs.url);
+    let bnetl = on_hdfs(&hdfs, &warehouse);
+    bnetl.produce(&events(0, 300_000));
+    let started = Instant::now();
+    let run = during_run(
+        &bnetl,
+        &["extract", "--incremental", "--max-rows-per-file", "20000"],
+        "snapshotted offsets",
+        || {
+            std::thread::sleep(Duration::from_millis(100));
+            hdfs.command("kill-datanode 0");
+        },
+    );
+    eprintln!(
+        "run with a DataNode killed: succeeded {} after {:?}: {}",
+        run.0,
+        started.elapsed(),
+        run.1
+    );
+    exactly_once_after_rerun(&hdfs, &bnetl, &warehouse, run, 300_000);
 }

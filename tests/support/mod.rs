@@ -2,6 +2,8 @@
 //! start `bnetl serve` on a free port, and drive it with real clients (`ab`, `curl`).
 #![allow(dead_code)] // Each test binary uses a different subset of the helpers.
 
+pub mod hdfs;
+pub mod infra;
 pub mod kafka;
 pub mod s3;
 
@@ -62,6 +64,13 @@ impl Bnetl {
             brokers: Some(brokers.to_owned()),
             ..Bnetl::new()
         }
+    }
+
+    /// A `bnetl` whose commands read and write `topic` on the Kafka cluster at `brokers`.
+    pub fn on_topic(brokers: &str, topic: &str) -> Self {
+        let mut bnetl = Bnetl::on_kafka(brokers);
+        bnetl.env.push(("BNETL_TOPIC".into(), topic.to_owned()));
+        bnetl
     }
 
     pub fn data_dir(&self) -> &Path {
