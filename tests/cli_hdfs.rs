@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -188,37 +187,6 @@ fn two_runs_racing_for_one_hdfs_table_commit_one_version_each_or_conflict() {
     assert_eq!(n, version * 20_000, "each version added one whole read");
 }
 
-/// Starts `bnetl ARGS` with `BNETL_LOG=bnetl=info`, waits for a log line containing `marker`,
-/// calls `during`, and returns whether the run succeeded, with its stderr.
-fn during_run(bnetl: &Bnetl, args: &[&str], marker: &str, during: impl FnOnce()) -> (bool, String) {
-    let mut run = bnetl
-        .cmd(args)
-        .env("BNETL_LOG", "bnetl=info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(run.stderr.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains(marker) {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "no {marker:?} in {seen}"
-        );
-        seen.push_str(&line);
-    }
-    assert!(
-        run.try_wait().unwrap().is_none(),
-        "the run ended before the fault"
-    );
-    during();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    (run.wait().unwrap().success(), seen + &rest)
-}
-
 /// After a run that met a fault: the run succeeded, or it failed clearly and committed nothing;
 /// then reruns (each failing the same way while the cluster heals, for at most a minute) leave
 /// each of the `produced` events in the table once.
@@ -284,8 +252,7 @@ fn an_ha_name_service_fails_over_during_a_run_and_its_rerun_loses_nothing() {
     );
 
     bnetl.produce(&events(100, 300_000));
-    let run = during_run(
-        &bnetl,
+    let run = bnetl.during_run(
         &["extract", "--incremental", "--max-rows-per-file", "20000"],
         "snapshotted offsets",
         || {
@@ -304,8 +271,7 @@ fn a_datanode_killed_during_a_write_completes_or_fails_with_nothing_committed() 
     let bnetl = on_hdfs(&hdfs, &warehouse);
     bnetl.produce(&events(0, 300_000));
     let started = Instant::now();
-    let run = during_run(
-        &bnetl,
+    let run = bnetl.during_run(
         &["extract", "--incremental", "--max-rows-per-file", "20000"],
         "snapshotted offsets",
         || {

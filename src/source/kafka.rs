@@ -431,7 +431,7 @@ impl KafkaLog {
             ("message.timeout.ms", timeout_ms.as_str()),
         ];
         self.config(&defaults)
-            .create_with_context(KafkaContext::default())
+            .create_with_context(KafkaContext)
             .map_err(|source| {
                 kafka_error(format!("create a producer for {}", self.brokers), source)
             })

@@ -258,6 +258,36 @@ impl Bnetl {
         );
     }
 
+    /// Starts `bnetl ARGS` with `BNETL_LOG=bnetl=info`, waits for a log line containing
+    /// `marker` (asserting the run is still going), calls `fault`, and returns whether the run
+    /// succeeded, with its stderr.
+    pub fn during_run(&self, args: &[&str], marker: &str, fault: impl FnOnce()) -> (bool, String) {
+        let mut run = self
+            .cmd(args)
+            .env("BNETL_LOG", "bnetl=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn bnetl");
+        let mut stderr = BufReader::new(run.stderr.take().expect("stderr"));
+        let mut seen = String::new();
+        while !seen.contains(marker) {
+            let mut line = String::new();
+            let read = stderr.read_line(&mut line).expect("read stderr");
+            assert!(read > 0, "no {marker:?} in {seen}");
+            seen.push_str(&line);
+        }
+        assert!(
+            run.try_wait().expect("poll bnetl").is_none(),
+            "the run ended before the fault"
+        );
+        fault();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read stderr");
+        (run.wait().expect("wait for bnetl").success(), seen + &rest)
+    }
+
     /// Starts `bnetl serve` on a free loopback port and waits until it listens.
     pub fn serve(&self) -> Server {
         self.serve_with(&[])
