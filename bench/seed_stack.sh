@@ -9,8 +9,15 @@
 # usage: bench/seed_stack.sh [EVENTS]   (default 1000000; RUNS=5, SPARK_RUNS=3)
 source "$(dirname "$0")/common.sh"
 SPARK_VERSION=$(python3 -c 'import pyspark; print(pyspark.__version__)')
-mvn -q -B -f testinfra/pom.xml -Pspark -Dspark.version="$SPARK_VERSION" package -o >/dev/null 2>&1 ||
-  mvn -q -B -f testinfra/pom.xml -Pspark -Dspark.version="$SPARK_VERSION" package
+# The Kafka source of PySpark's own version; Maven Central may lag pip by a patch release
+# (3.5.9 was missing on 2026-12-04), then the newest 3.5 patch it has (SPARK_KAFKA_VERSION).
+spark_jars() {  # online: offline, a missing parent POM silently drops the transitive jars
+  mvn -q -B -f testinfra/pom.xml -Pspark -Dspark.version="$1" package >/dev/null 2>&1
+}
+KAFKA_SOURCE=${SPARK_KAFKA_VERSION:-$SPARK_VERSION}
+rm -rf testinfra/target/spark-lib
+spark_jars "$KAFKA_SOURCE" || { KAFKA_SOURCE=3.5.7; spark_jars "$KAFKA_SOURCE"; }
+echo "== PySpark $SPARK_VERSION with spark-sql-kafka-0-10_2.12 $KAFKA_SOURCE"
 JARS=$(ls "$PWD"/testinfra/target/spark-lib/*.jar | paste -sd, -)
 KAFKA_CP="$PWD/testinfra/target/kafka-lib/*"
 port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -32,7 +39,7 @@ HDFS_URL=$(sed -n 's/^READY //p' "$S/hdfs.out")
 echo "== MiniDFSCluster ready at $HDFS_URL after $(python3 -c "print(round($(date +%s.%N) - $started, 1))") s"
 export HADOOP_CONF_DIR=$S/hdfs-conf
 java -cp "$KAFKA_CP" org.apache.kafka.tools.TopicCommand --bootstrap-server "$BR" --create \
-  --topic events --partitions 4 --replication-factor 1 >/dev/null
+  --topic events --partitions 4 --replication-factor 1 >/dev/null 2>&1
 /usr/bin/time -f "== produce $N events: %e s" "$BIN" --brokers "$BR" --data-dir "$S/d" produce "$EVENTS"
 
 cat > "$S/bnetl.sh" <<SH
@@ -44,10 +51,12 @@ B="$BIN --brokers $BR --data-dir $S/d --warehouse $HDFS_URL/bnetl"
 \$B sql "SELECT Host, COUNT(*) as number_of_player FROM extracted_events GROUP BY Host ORDER BY number_of_player DESC" >/dev/null
 SH
 echo "== the seed's 3 jobs + 3 queries, Kafka → Parquet on HDFS: bnetl vs PySpark $SPARK_VERSION"
+# Once each first: a warm-up, and the check that both wrote every event.
+bash "$S/bnetl.sh"
+echo "   bnetl: extracted_events rows: $("$BIN" --data-dir "$S/d" --warehouse "$HDFS_URL/bnetl" sql --format csv 'SELECT COUNT(*) AS n FROM extracted_events' | tail -1)"
+python3 bench/spark_kafka_pipeline.py "$BR" events "$HDFS_URL" "$JARS" 2>&1 | grep -E "spark: |Error|error:" | sed 's/^/   /'
 hf stack -r "${SPARK_RUNS:-3}" -n bnetl "bash $S/bnetl.sh" \
   -n spark "python3 bench/spark_kafka_pipeline.py $BR events $HDFS_URL $JARS"
-echo "   rows: bnetl $("$BIN" --data-dir "$S/d" --warehouse "$HDFS_URL/bnetl" sql --format csv 'SELECT COUNT(*) AS n FROM extracted_events' | tail -1)"
-python3 bench/spark_kafka_pipeline.py "$BR" events "$HDFS_URL" "$JARS" 2>&1 | grep "spark: " | sed 's/^/   /'
 
 echo "== reading the topic: bnetl extract (local warehouse) vs plain consumers to /dev/null"
 hf stack-read -r "$RUNS" -w 1 \
