@@ -810,16 +810,15 @@ fn kafka_error(action: String, source: KafkaError) -> SourceError {
 #[derive(Default)]
 struct CountingContext {
     failed: Arc<AtomicU64>,
-    inner: KafkaContext,
 }
 
 impl ClientContext for CountingContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        self.inner.log(level, facility, message);
+        KafkaContext.log(level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        self.inner.error(error, reason);
+        KafkaContext.error(error, reason);
     }
 }
 

@@ -3,7 +3,6 @@
 //! shared by the tests of a test binary, each test on topics of its own; failover tests start
 //! a three-node cluster of their own. Readiness is a metadata request that sees every node.
 
-use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -355,14 +354,4 @@ where
             Err((e, _)) => panic!("cannot queue a record: {e}"),
         }
     }
-}
-
-/// A temporary directory path for a node, kept for failure messages.
-pub fn log_of(cluster: &KafkaCluster, id: i32) -> PathBuf {
-    let nodes = cluster.nodes.lock().expect("nodes");
-    nodes
-        .iter()
-        .find(|n| n.id == id)
-        .map(|n| n.server.log.clone())
-        .expect("a node of this id")
 }
