@@ -183,9 +183,11 @@ impl PartitionedWriter {
             let file = self.open_file(&key)?;
             self.open.insert(key, file);
         }
-        for (_, file) in self.open.drain() {
-            file.writer.close().await.map_err(SinkError::Parquet)?;
-        }
+        // Closed together: on HDFS each close can wait 500 ms for the NameNode to hear of the
+        // last block (hdfs-native's `complete` retry), so one after another adds up per file.
+        futures::future::try_join_all(self.open.drain().map(|(_, file)| file.writer.close()))
+            .await
+            .map_err(SinkError::Parquet)?;
         Ok(WrittenFiles {
             files: self.files,
             rows: self.rows,
