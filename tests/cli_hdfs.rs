@@ -158,28 +158,7 @@ fn two_runs_racing_for_one_hdfs_table_commit_one_version_each_or_conflict() {
     let bnetl = on_hdfs(hdfs, &hdfs.folder("race"));
     bnetl.produce(&events(0, 20_000));
     bnetl.ok(&["extract"]);
-    let mut conflicts = 0;
-    for _ in 0..5 {
-        let outputs = bnetl.race(&["extract", "--mode", "append"]);
-        let failed: Vec<String> = outputs
-            .iter()
-            .filter(|o| !o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-            .collect();
-        assert!(failed.len() < 2, "both runs failed: {failed:?}");
-        for err in &failed {
-            assert!(
-                err.contains("table extracted_events changed while this run was writing")
-                    && err.contains("output was discarded"),
-                "{err}"
-            );
-        }
-        conflicts += failed.len();
-        if conflicts > 0 {
-            break;
-        }
-    }
-    assert!(conflicts > 0, "no attempt raced");
+    bnetl.race_until_conflict(|| {});
     let n = bnetl.sql_numbers("SELECT COUNT(*) FROM extracted_events")[0];
     let version: i64 = bnetl.status("extracted_events")[0]["version"]
         .parse()

@@ -169,30 +169,10 @@ fn two_runs_writing_one_table_at_once_one_wins_and_the_table_stays_whole() {
     let bnetl = Bnetl::new();
     bnetl.produce(&events(0, 60_000));
     bnetl.ok(&["extract"]);
-    let mut conflicts = 0;
     // The runs race; each attempt must leave a whole table, and the race must be seen.
-    for _ in 0..5 {
-        let outputs = bnetl.race(&["extract", "--mode", "append"]);
-        let failed: Vec<String> = outputs
-            .iter()
-            .filter(|o| !o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-            .collect();
-        assert!(failed.len() < 2, "both runs failed: {failed:?}");
-        for err in &failed {
-            assert!(
-                err.contains("table extracted_events changed while this run was writing")
-                    && err.contains("output was discarded"),
-                "{err}"
-            );
-        }
-        conflicts += failed.len();
+    bnetl.race_until_conflict(|| {
         assert_eq!(bnetl.staged_runs(), 0, "the loser's files are removed");
-        if conflicts > 0 {
-            break;
-        }
-    }
-    assert!(conflicts > 0, "no attempt raced");
+    });
     let n = count(&bnetl, "extracted_events");
     assert_eq!(n % 60_000, 0, "whole runs only: {n}");
     let versions = bnetl.status("extracted_events")[0]["version"]

@@ -191,6 +191,33 @@ impl Bnetl {
         ]
     }
 
+    /// Races `extract --mode append` against itself (up to 5 attempts) until one run loses:
+    /// never both fail, and a loser fails with the conflict error. `after_each` checks what
+    /// an attempt left behind.
+    pub fn race_until_conflict(&self, after_each: impl Fn()) {
+        for _ in 0..5 {
+            let outputs = self.race(&["extract", "--mode", "append"]);
+            let failed: Vec<String> = outputs
+                .iter()
+                .filter(|o| !o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                .collect();
+            assert!(failed.len() < 2, "both runs failed: {failed:?}");
+            for err in &failed {
+                assert!(
+                    err.contains("table extracted_events changed while this run was writing")
+                        && err.contains("output was discarded"),
+                    "{err}"
+                );
+            }
+            after_each();
+            if !failed.is_empty() {
+                return;
+            }
+        }
+        panic!("no attempt raced");
+    }
+
     /// `bnetl status --format csv [TABLE]` as rows of column name → value.
     pub fn status(&self, table: &str) -> Vec<std::collections::BTreeMap<String, String>> {
         let output = self.ok(&["status", "--format", "csv", table]);
