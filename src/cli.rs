@@ -236,6 +236,16 @@ pub struct SqlArgs {
     /// In table format, cut values longer than this many characters (0: never), as show() does
     #[arg(long, default_value_t = 20)]
     pub truncate: usize,
+
+    /// In table format, print the first N rows, as show(n) does (0: all); csv and json print
+    /// every row
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 20)]
+    pub rows: usize,
+
+    /// Save the whole result to FILE instead of printing it: Parquet, CSV or JSON lines by its
+    /// extension (.parquet, .csv, .json); replaced if it exists, never inside the warehouse
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// Options of `status`.

@@ -266,3 +266,51 @@ fn a_datanode_killed_during_a_write_completes_or_fails_with_nothing_committed() 
     );
     exactly_once_after_rerun(&hdfs, &bnetl, &warehouse, run, 300_000);
 }
+
+#[test]
+fn a_kerberized_cluster_is_reached_with_a_keytab_and_refused_clearly_without_a_ticket() {
+    let hdfs = Hdfs::start(&["--kerberos", "--datanodes", "1"]);
+    let warehouse = format!("{}/tmp/kerberized", hdfs.url);
+    let mut bnetl = on_hdfs(&hdfs, &warehouse);
+    let conf = |file: &str| hdfs.conf_dir.join(file).to_string_lossy().into_owned();
+    let cache = bnetl.dir.path().join("krb5cc");
+    bnetl.env.extend([
+        ("KRB5_CONFIG".to_owned(), conf("krb5.conf")),
+        ("KRB5CCNAME".to_owned(), format!("FILE:{}", cache.display())),
+    ]);
+    bnetl.produce(&events(0, 1000));
+
+    // No ticket in the cache and no keytab: refused at once, naming the cluster and the remedy;
+    // nothing written.
+    let started = Instant::now();
+    let stderr = bnetl.fails(&["extract"], 1);
+    assert!(
+        stderr.contains("Kerberos") && stderr.contains("kinit") && stderr.contains(&hdfs.url),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "{stderr}");
+    let written = hdfs.ls(&format!("{}/tmp", hdfs.url));
+    assert!(
+        written
+            .iter()
+            .all(|(_, path)| !path.starts_with("kerberized")),
+        "{written:?}"
+    );
+
+    // With alice's keytab (MIT Kerberos gets her ticket from it, as `kinit -kt` would).
+    bnetl
+        .env
+        .push(("KRB5_CLIENT_KTNAME".to_owned(), conf("alice.keytab")));
+    bnetl.ok(&["extract"]);
+    assert_eq!(
+        bnetl.sql_numbers("SELECT COUNT(*), COUNT(DISTINCT seq) FROM extracted_events"),
+        [1000, 1000]
+    );
+    assert_eq!(bnetl.status("extracted_events")[0]["_SUCCESS"], "true");
+    // Hadoop sees alice's files: the NameNode authenticated her principal.
+    let listing = hdfs.command("ls /tmp/kerberized/extracted_events/_SUCCESS");
+    assert!(
+        listing.len() == 1 && listing[0].split_whitespace().nth(1) == Some("alice"),
+        "{listing:?}"
+    );
+}

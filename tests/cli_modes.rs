@@ -78,8 +78,19 @@ fn save_modes_follow_spark() {
     let table = bnetl.warehouse().join("extracted_events");
     assert_eq!(parquet_files(&table), 1);
     assert!(table.join("_SUCCESS").is_file());
-    let versions = std::fs::read_dir(table.join("_bnetl_log")).unwrap().count();
-    assert_eq!(versions, 3, "overwrite, append, overwrite");
+    let mut log: Vec<String> = std::fs::read_dir(table.join("_bnetl_log"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    log.sort();
+    let versions: Vec<&str> = log.iter().filter_map(|f| f.strip_suffix(".json")).collect();
+    assert_eq!(versions.len(), 3, "overwrite, append, overwrite: {log:?}");
+    assert!(
+        versions
+            .iter()
+            .all(|v| log.contains(&format!("{v}.published"))),
+        "each version marked published: {log:?}"
+    );
     assert_eq!(bnetl.staged_runs(), 0);
 
     // Modes on a table that does not exist yet write it.

@@ -77,3 +77,204 @@ fn a_missing_warehouse_is_named() {
         "{stderr}"
     );
 }
+
+/// Every file under `dir` with its size and modification time, sorted.
+fn tree(dir: &std::path::Path) -> Vec<(String, u64, std::time::SystemTime)> {
+    let mut files = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                folders.push(entry.path());
+            } else {
+                files.push((
+                    entry.path().display().to_string(),
+                    meta.len(),
+                    meta.modified().unwrap(),
+                ));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn statements_that_write_are_refused_by_kind_with_exit_2_and_nothing_changes() {
+    let bnetl = extracted();
+    let outside = bnetl.dir.path().join("outside");
+    let before = tree(&bnetl.warehouse());
+    for (statement, kind) in [
+        (
+            "INSERT INTO extracted_events SELECT * FROM extracted_events LIMIT 1".to_owned(),
+            "INSERT INTO",
+        ),
+        (
+            format!(
+                "COPY (SELECT 1 AS a) TO '{}/x.csv' STORED AS CSV",
+                outside.display()
+            ),
+            "COPY TO",
+        ),
+        (
+            format!(
+                "CREATE EXTERNAL TABLE e STORED AS PARQUET LOCATION '{}/e/'",
+                outside.display()
+            ),
+            "CREATE EXTERNAL TABLE",
+        ),
+        (
+            "CREATE TABLE copy AS SELECT * FROM extracted_events".to_owned(),
+            "CREATE TABLE",
+        ),
+        ("DROP TABLE extracted_events".to_owned(), "DROP TABLE"),
+        (
+            "EXPLAIN ANALYZE INSERT INTO extracted_events SELECT * FROM extracted_events"
+                .to_owned(),
+            "INSERT INTO",
+        ),
+    ] {
+        let stderr = bnetl.fails(&["sql", &statement], 2);
+        assert!(
+            stderr.contains(&format!("would write ({kind})")) && stderr.contains("--output"),
+            "{statement}: {stderr}"
+        );
+    }
+    assert!(!outside.exists());
+    assert_eq!(
+        tree(&bnetl.warehouse()),
+        before,
+        "nothing in the warehouse changed"
+    );
+    assert_eq!(
+        bnetl.sql_numbers("SELECT COUNT(*) FROM extracted_events"),
+        [128]
+    );
+}
+
+#[test]
+fn the_table_format_shows_the_first_20_rows_and_says_so_as_show_does() {
+    let bnetl = extracted();
+    let query = r#"SELECT "offset" FROM extracted_events ORDER BY "offset""#;
+    let shown = String::from_utf8(bnetl.ok(&["sql", query]).stdout).unwrap();
+    let lines: Vec<&str> = shown.lines().collect();
+    // Border, header, border, 20 rows, border, footer.
+    assert_eq!(lines.len(), 25, "{shown}");
+    assert_eq!(lines[3], "|     0|");
+    assert_eq!(lines[22], "|    19|");
+    assert_eq!(lines[24], "only showing top 20 rows");
+
+    let three = String::from_utf8(bnetl.ok(&["sql", "-n", "3", query]).stdout).unwrap();
+    assert!(
+        three.ends_with("+------+\nonly showing top 3 rows\n"),
+        "{three}"
+    );
+    let all = String::from_utf8(bnetl.ok(&["sql", "--rows", "0", query]).stdout).unwrap();
+    assert_eq!(all.lines().count(), 128 + 4, "{all}");
+    assert!(!all.contains("only showing"));
+    let exactly =
+        String::from_utf8(bnetl.ok(&["sql", &format!("{query} LIMIT 20")]).stdout).unwrap();
+    assert!(!exactly.contains("only showing"), "{exactly}");
+    // CSV and JSON print every row.
+    assert_eq!(bnetl.sql_csv(query).lines().count(), 129);
+}
+
+#[test]
+fn output_saves_a_result_to_a_file_readers_open_and_never_into_the_warehouse() {
+    let bnetl = extracted();
+    let query = "SELECT event_type, COUNT(*) AS n FROM extracted_events GROUP BY event_type";
+    let dir = bnetl.dir.path().join("exports");
+    std::fs::create_dir(&dir).unwrap();
+    for name in ["counts.parquet", "counts.csv", "counts.json"] {
+        let path = dir.join(name);
+        let output = bnetl.ok(&["sql", "--output", path.to_str().unwrap(), query]);
+        assert!(output.stdout.is_empty());
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("wrote 6 rows to"),
+            "{}",
+            support::describe(&output)
+        );
+    }
+    let read = support::python(&format!(
+        "import duckdb\n\
+         for name in ['counts.parquet', 'counts.csv', 'counts.json']:\n\
+         \x20   print(duckdb.sql(\"SELECT SUM(n) FROM '{}/\" + name + \"'\").fetchall()[0][0])",
+        dir.display()
+    ));
+    assert_eq!(read, "128\n128\n128\n");
+    // No hidden partial file is left beside them.
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["counts.csv", "counts.json", "counts.parquet"]);
+
+    let before = tree(&bnetl.warehouse());
+    let inside = bnetl.warehouse().join("extracted_events/mine.parquet");
+    let stderr = bnetl.fails(&["sql", "-o", inside.to_str().unwrap(), query], 2);
+    assert!(stderr.contains("inside the warehouse"), "{stderr}");
+    let stderr = bnetl.fails(
+        &["sql", "-o", dir.join("x.xlsx").to_str().unwrap(), query],
+        2,
+    );
+    assert!(stderr.contains(".parquet, .csv or .json"), "{stderr}");
+    assert_eq!(tree(&bnetl.warehouse()), before);
+}
+
+#[test]
+fn a_query_reads_the_last_complete_version_and_leaves_an_unfinished_commit_to_the_next_run() {
+    let bnetl = extracted();
+    bnetl.ok(&["extract", "--mode", "append"]);
+    let table = bnetl.warehouse().join("extracted_events");
+    let log = table.join("_bnetl_log");
+    // Version 2 as a run killed after its claim leaves it: its file still staged, no _SUCCESS.
+    let commit: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(log.join(format!("{:020}.json", 2))).unwrap())
+            .unwrap();
+    let run = commit["run_id"].as_str().unwrap();
+    let file = commit["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .find(|f| f.starts_with("extracted_events/"))
+        .unwrap()
+        .to_owned();
+    let staged = bnetl
+        .warehouse()
+        .join(".bnetl-staging")
+        .join(run)
+        .join(&file);
+    std::fs::create_dir_all(staged.parent().unwrap()).unwrap();
+    std::fs::rename(bnetl.warehouse().join(&file), &staged).unwrap();
+    std::fs::remove_file(table.join("_SUCCESS")).unwrap();
+    std::fs::remove_file(log.join(format!("{:020}.published", 2))).unwrap();
+    // A file no commit wrote, dropped into the table by hand.
+    let first = std::fs::read_dir(&table)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        .unwrap()
+        .path();
+    std::fs::copy(&first, table.join("part-stray.snappy.parquet")).unwrap();
+
+    let before = tree(&bnetl.warehouse());
+    assert_eq!(
+        bnetl.sql_numbers("SELECT COUNT(*) FROM extracted_events"),
+        [128],
+        "version 1: nothing of version 2, nothing of the stray file"
+    );
+    let status = bnetl.status("extracted_events");
+    assert_eq!(status[0]["_SUCCESS"], "false");
+    assert_eq!(tree(&bnetl.warehouse()), before, "readers finished nothing");
+
+    // The next writing run publishes version 2 first, then adds its own.
+    bnetl.ok(&["extract", "--mode", "append"]);
+    assert_eq!(
+        bnetl.sql_numbers("SELECT COUNT(*) FROM extracted_events"),
+        [3 * 128]
+    );
+    assert!(!staged.exists());
+}

@@ -1,10 +1,15 @@
-//! `bnetl sql`: a statement over the warehouse tables, printed as a table, CSV or JSON lines.
+//! `bnetl sql`: a statement over the warehouse tables, printed as a table (the first rows, as
+//! Spark's `show()`), CSV or JSON lines, or saved to a file with `--output`. It only reads:
+//! statements that would write are refused (see [`crate::transform::queries`]).
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::dataframe::DataFrame;
 use datafusion::prelude::SessionContext;
+use futures::StreamExt;
 
 use crate::cli::{OutputFormat, SqlArgs};
 use crate::error::{Error, Result};
@@ -13,31 +18,250 @@ use crate::transform::QueryError;
 use crate::transform::queries::Query;
 use crate::transform::session;
 
-/// Runs `args.query` over the warehouse and prints the result on stdout.
+/// Runs `args.query` over the warehouse and prints the result on stdout, or saves it to
+/// `args.output`.
 pub async fn run(settings: &Settings, args: &SqlArgs) -> Result<()> {
+    let output = match &args.output {
+        Some(path) => Some(Export::new(path, &settings.warehouse)?),
+        None => None,
+    };
     let ctx = session::new_context();
     let tables = session::register_warehouse(&ctx, &settings.warehouse).await?;
-    let batches = query(&ctx, &args.query, &tables).await?;
+    let frame = plan(&ctx, &args.query, &tables).await?;
+    if let Some(output) = output {
+        let rows = output.write(frame).await?;
+        eprintln!("wrote {rows} rows to {}", output.path.display());
+        return Ok(());
+    }
     let mut out = std::io::stdout().lock();
-    print(&mut out, &batches, args.format, args.truncate)
-        .map_err(Error::io("write the result to stdout"))
+    match args.format {
+        OutputFormat::Table => {
+            let limit = (args.rows > 0).then_some(args.rows);
+            // One row more than shown says whether there are more.
+            let frame = match limit {
+                Some(n) => frame.limit(0, Some(n + 1)).map_err(execute)?,
+                None => frame,
+            };
+            let batches = frame.collect().await.map_err(execute)?;
+            let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            let shown = match limit {
+                Some(n) if total > n => first_rows(&batches, n)?,
+                _ => batches,
+            };
+            let mut text = show(&shown, args.truncate);
+            if let Some(n) = limit.filter(|&n| total > n) {
+                text.push_str(&format!(
+                    "only showing top {n} row{}\n",
+                    if n == 1 { "" } else { "s" }
+                ));
+            }
+            out.write_all(text.as_bytes())
+                .map_err(Error::io("write the result to stdout"))
+        }
+        format => {
+            let mut stream = frame.execute_stream().await.map_err(execute)?;
+            let mut writer = RowWriter::new(&mut out, format);
+            while let Some(batch) = stream.next().await {
+                writer
+                    .write(&batch.map_err(execute)?)
+                    .map_err(Error::io("write the result to stdout"))?;
+            }
+            writer
+                .finish()
+                .map_err(Error::io("write the result to stdout"))
+        }
+    }
 }
 
-/// Plans and collects one statement. A planning failure names the tables that exist.
-pub async fn query(ctx: &SessionContext, sql: &str, tables: &[String]) -> Result<Vec<RecordBatch>> {
+/// Plans one statement. A planning failure names the tables that exist.
+pub async fn plan(ctx: &SessionContext, sql: &str, tables: &[String]) -> Result<DataFrame> {
     let statement = Query {
         name: format!("statement (warehouse tables: {})", tables.join(", ")),
         sql: sql.to_owned(),
     };
-    let frame = statement.plan(ctx).await?;
-    let batches = frame
-        .collect()
-        .await
-        .map_err(|source| QueryError::Execute {
-            name: "statement".into(),
-            source,
+    Ok(statement.plan(ctx).await?)
+}
+
+/// Plans and collects one statement.
+pub async fn query(ctx: &SessionContext, sql: &str, tables: &[String]) -> Result<Vec<RecordBatch>> {
+    let frame = plan(ctx, sql, tables).await?;
+    Ok(frame.collect().await.map_err(execute)?)
+}
+
+fn execute(source: datafusion::error::DataFusionError) -> QueryError {
+    QueryError::Execute {
+        name: "statement".into(),
+        source,
+    }
+}
+
+/// The first `n` rows of `batches`, as one batch.
+fn first_rows(batches: &[RecordBatch], n: usize) -> Result<Vec<RecordBatch>> {
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
+    let all =
+        arrow::compute::concat_batches(&first.schema(), batches).map_err(|e| execute(e.into()))?;
+    Ok(vec![all.slice(0, n.min(all.num_rows()))])
+}
+
+/// `--output FILE`: where a result is saved, and in which format.
+struct Export {
+    path: PathBuf,
+    kind: ExportKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExportKind {
+    Parquet,
+    Csv,
+    Json,
+}
+
+impl Export {
+    /// Checks `path` before anything runs: a known extension, a folder that exists, and not
+    /// inside a local warehouse (tables change only through their commit log).
+    fn new(path: &Path, warehouse: &crate::sink::Warehouse) -> Result<Export> {
+        let kind = match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("parquet") => ExportKind::Parquet,
+            Some("csv") => ExportKind::Csv,
+            Some("json" | "jsonl" | "ndjson") => ExportKind::Json,
+            _ => {
+                return Err(Error::Usage(format!(
+                    "--output {}: name a .parquet, .csv or .json file",
+                    path.display()
+                )));
+            }
+        };
+        let absolute = std::path::absolute(path)
+            .map_err(Error::io(format!("resolve --output {}", path.display())))?;
+        let folder = absolute.parent().unwrap_or(Path::new("/"));
+        let folder = folder.canonicalize().map_err(|_| {
+            Error::Usage(format!(
+                "--output {}: folder {} does not exist",
+                path.display(),
+                folder.display()
+            ))
         })?;
-    Ok(batches)
+        if let Ok(root) = warehouse.url().to_file_path()
+            && let Ok(root) = root.canonicalize()
+            && folder.starts_with(&root)
+        {
+            return Err(Error::Usage(format!(
+                "--output {}: it is inside the warehouse {}; tables are written only by bnetl's jobs",
+                path.display(),
+                root.display()
+            )));
+        }
+        let name = absolute.file_name().unwrap_or_default();
+        Ok(Export {
+            path: folder.join(name),
+            kind,
+        })
+    }
+
+    /// Streams the result into a hidden file beside `path`, then renames it into place, so
+    /// `path` is never seen half written. Returns the rows written.
+    async fn write(&self, frame: DataFrame) -> Result<u64> {
+        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
+        let partial = self
+            .path
+            .with_file_name(format!(".{name}.{}.partial", std::process::id()));
+        let result = self.write_to(frame, &partial).await;
+        match result {
+            Ok(rows) => {
+                std::fs::rename(&partial, &self.path).map_err(Error::io(format!(
+                    "move the result into {}",
+                    self.path.display()
+                )))?;
+                Ok(rows)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&partial);
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_to(&self, frame: DataFrame, partial: &Path) -> Result<u64> {
+        let io = || Error::io(format!("write the result to {}", self.path.display()));
+        let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
+        let mut stream = frame.execute_stream().await.map_err(execute)?;
+        let file = std::fs::File::create(partial).map_err(io())?;
+        let mut rows = 0u64;
+        match self.kind {
+            ExportKind::Parquet => {
+                let props = parquet::file::properties::WriterProperties::builder()
+                    .set_compression(parquet::basic::Compression::SNAPPY)
+                    .build();
+                let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, Some(props))
+                    .map_err(|e| io()(std::io::Error::other(e)))?;
+                while let Some(batch) = stream.next().await {
+                    let batch = batch.map_err(execute)?;
+                    rows += batch.num_rows() as u64;
+                    writer
+                        .write(&batch)
+                        .map_err(|e| io()(std::io::Error::other(e)))?;
+                }
+                writer.close().map_err(|e| io()(std::io::Error::other(e)))?;
+            }
+            ExportKind::Csv | ExportKind::Json => {
+                let format = if self.kind == ExportKind::Csv {
+                    OutputFormat::Csv
+                } else {
+                    OutputFormat::Json
+                };
+                let mut out = std::io::BufWriter::new(file);
+                let mut writer = RowWriter::new(&mut out, format);
+                while let Some(batch) = stream.next().await {
+                    let batch = batch.map_err(execute)?;
+                    rows += batch.num_rows() as u64;
+                    writer.write(&batch).map_err(io())?;
+                }
+                writer.finish().map_err(io())?;
+                out.flush().map_err(io())?;
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// CSV (one header row) or JSON lines, written batch by batch.
+enum RowWriter<W: Write> {
+    Csv(Box<arrow::csv::Writer<W>>),
+    Json(arrow::json::LineDelimitedWriter<W>),
+}
+
+impl<W: Write> RowWriter<W> {
+    fn new(out: W, format: OutputFormat) -> Self {
+        match format {
+            OutputFormat::Json => RowWriter::Json(arrow::json::LineDelimitedWriter::new(out)),
+            OutputFormat::Csv | OutputFormat::Table => RowWriter::Csv(Box::new(
+                arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(out),
+            )),
+        }
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> std::io::Result<()> {
+        match self {
+            RowWriter::Csv(writer) => writer.write(batch).map_err(std::io::Error::other),
+            RowWriter::Json(writer) => writer.write(batch).map_err(std::io::Error::other),
+        }
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            RowWriter::Csv(_) => Ok(()),
+            RowWriter::Json(mut writer) => writer.finish().map_err(std::io::Error::other),
+        }
+    }
 }
 
 /// Writes `batches` in `format`.
@@ -49,21 +273,12 @@ pub fn print(
 ) -> std::io::Result<()> {
     match format {
         OutputFormat::Table => out.write_all(show(batches, truncate).as_bytes()),
-        OutputFormat::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(out);
+        format => {
+            let mut writer = RowWriter::new(out, format);
             for batch in batches {
-                writer.write(batch).map_err(std::io::Error::other)?;
+                writer.write(batch)?;
             }
-            Ok(())
-        }
-        OutputFormat::Json => {
-            let mut writer = arrow::json::LineDelimitedWriter::new(out);
-            for batch in batches {
-                writer.write(batch).map_err(std::io::Error::other)?;
-            }
-            writer.finish().map_err(std::io::Error::other)
+            writer.finish()
         }
     }
 }

@@ -57,7 +57,7 @@ pub async fn run(settings: &Settings, args: &StatusArgs) -> Result<()> {
         let table_facts = TableFacts {
             table,
             version: latest.map(|c| c.version),
-            success: log.success_version().await?.is_some(),
+            success: log.has_success().await?,
             rows: latest.map(|_| live.iter().map(|c| c.rows).sum()),
             bad_records: latest.map(|_| live.iter().map(|c| c.bad_records).sum()),
             files: count_files(settings, table).await?,

@@ -10,9 +10,12 @@
 //!
 //! Publishing follows the claim: `_SUCCESS` is removed, each staged file is renamed to its final
 //! name (atomic on a local disk and HDFS; a server-side copy then delete on S3, so each file
-//! appears whole), an overwrite then deletes the files of earlier versions, and `_SUCCESS` is
-//! written last, naming the version. Publishing is idempotent: a run that finds the latest
-//! commit unpublished (no `_SUCCESS`, or one naming an older version) finishes it first. So a
+//! appears whole), an overwrite then deletes the files of earlier versions, then the log marks
+//! the version published (an empty `<version>.published` beside its commit) and `_SUCCESS` is
+//! written last. Both markers are empty files, like Spark's `_SUCCESS`: on HDFS a file with
+//! data makes its writer wait for the NameNode to hear of its last block (up to 500 ms), an
+//! empty one does not. Publishing is idempotent: a run that finds the latest commit unpublished
+//! (no `_SUCCESS`, or no published mark for that version) finishes it first. So a
 //! run killed before its claim leaves nothing but a staging folder, and one killed after it is
 //! completed by the next run: the offsets in the log always describe exactly the rows in the
 //! table, which is what makes `--incremental` exactly-once.
@@ -24,6 +27,7 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions};
 use serde::{Deserialize, Serialize};
 
+use super::durable::Synced;
 use super::store::STAGING_DIR;
 use super::{SUCCESS_MARKER, SinkError, Warehouse};
 
@@ -97,11 +101,11 @@ pub struct Commit {
     pub bad_records: u64,
 }
 
-/// What `_SUCCESS` holds: the version it marks complete. Readers only check that it exists.
+/// What earlier bnetl versions wrote in `_SUCCESS`: the version it marks complete. Still honoured
+/// for tables written then; `_SUCCESS` is now empty, as Spark's.
 #[derive(Debug, Serialize, Deserialize)]
 struct SuccessMarker {
     version: u64,
-    run_id: String,
 }
 
 /// The commit log of one table and the folder its bad records go to.
@@ -125,6 +129,11 @@ impl TableLog {
     fn log_path(&self, version: u64) -> Path {
         self.warehouse
             .path(&format!("{}/{LOG_DIR}/{version:020}.json", self.table))
+    }
+
+    fn published_path(&self, version: u64) -> Path {
+        self.warehouse
+            .path(&format!("{}/{LOG_DIR}/{version:020}.published", self.table))
     }
 
     fn success_path(&self) -> Path {
@@ -217,23 +226,95 @@ impl TableLog {
         Ok(first.is_some())
     }
 
-    /// The version `_SUCCESS` marks complete: `Some(0)` for a `_SUCCESS` that names none
-    /// (written by Spark or an older bnetl), `None` when there is no `_SUCCESS`.
-    pub async fn success_version(&self) -> Result<Option<u64>, SinkError> {
+    /// True when the table's `_SUCCESS` is there (whoever wrote it: bnetl, Spark, ...).
+    pub async fn has_success(&self) -> Result<bool, SinkError> {
         let path = self.success_path();
-        match self.warehouse.store().get(&path).await {
-            Ok(found) => {
-                let bytes = found
-                    .bytes()
-                    .await
-                    .map_err(|e| self.warehouse.store_error(&path, e))?;
-                Ok(Some(
-                    serde_json::from_slice::<SuccessMarker>(&bytes).map_or(0, |m| m.version),
-                ))
-            }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
+        match self.warehouse.store().head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(self.warehouse.store_error(&path, e)),
         }
+    }
+
+    /// True when `version`'s publication finished: its published mark and `_SUCCESS` are both
+    /// there (or, for a table an older bnetl wrote, `_SUCCESS` names `version` or a later one).
+    pub async fn is_published(&self, version: u64) -> Result<bool, SinkError> {
+        let store = self.warehouse.store();
+        let success = self.success_path();
+        let marker = match store.get(&success).await {
+            Ok(found) => found
+                .bytes()
+                .await
+                .map_err(|e| self.warehouse.store_error(&success, e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(self.warehouse.store_error(&success, e)),
+        };
+        if let Ok(legacy) = serde_json::from_slice::<SuccessMarker>(&marker) {
+            return Ok(legacy.version >= version);
+        }
+        let published = self.published_path(version);
+        match store.head(&published).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.warehouse.store_error(&published, e)),
+        }
+    }
+
+    /// The data files (warehouse-relative) of the table's last complete version, for readers
+    /// that must not finish an interrupted commit themselves: the latest version when it was
+    /// published or all its files are already in place (an overwrite deleting the files it
+    /// replaces), else the version before it (its files are all still there: publishing
+    /// deletes only after every new file is in). `None` for a table with no commit log.
+    pub async fn snapshot(&self) -> Result<Option<BTreeSet<String>>, SinkError> {
+        let versions = self.versions().await?;
+        let Some(&latest) = versions.last() else {
+            return Ok(None);
+        };
+        let commit = self.read(latest).await?;
+        let complete = if self.is_published(latest).await? || self.all_in_place(&commit).await? {
+            latest
+        } else {
+            tracing::info!(
+                table = self.table,
+                version = latest,
+                "the latest version is being published; reading the one before it"
+            );
+            latest - 1
+        };
+        let mut files = BTreeSet::new();
+        for &version in versions.iter().rev().filter(|&&v| v <= complete) {
+            let commit = if version == latest {
+                commit.clone()
+            } else {
+                self.read(version).await?
+            };
+            files.extend(commit.files.iter().cloned());
+            if commit.mode == SaveMode::Overwrite {
+                break;
+            }
+        }
+        Ok(Some(files))
+    }
+
+    /// True when every file of `commit` is at its final place.
+    async fn all_in_place(&self, commit: &Commit) -> Result<bool, SinkError> {
+        let store = self.warehouse.store();
+        let found: Vec<bool> = futures::stream::iter(&commit.files)
+            .map(|file| {
+                let path = self.warehouse.object(file);
+                let store = std::sync::Arc::clone(&store);
+                async move {
+                    match store.head(&path).await {
+                        Ok(_) => Ok(true),
+                        Err(object_store::Error::NotFound { .. }) => Ok(false),
+                        Err(e) => Err(self.warehouse.store_error(&path, e)),
+                    }
+                }
+            })
+            .buffer_unordered(16)
+            .try_collect()
+            .await?;
+        Ok(found.iter().all(|&f| f))
     }
 
     /// Finishes publishing the latest commit if a killed run left it half done, and removes
@@ -241,10 +322,7 @@ impl TableLog {
     pub async fn recover(&self) -> Result<Option<Commit>, SinkError> {
         let latest = self.latest().await?;
         if let Some(commit) = &latest
-            && self
-                .success_version()
-                .await?
-                .is_none_or(|v| v < commit.version)
+            && !self.is_published(commit.version).await?
         {
             tracing::warn!(
                 table = self.table,
@@ -259,42 +337,69 @@ impl TableLog {
     }
 
     /// Claims version `commit.version`: creates its log file only if no run created it first.
+    /// On a local warehouse the staged files are synced first and the log file is created
+    /// durably (see [`super::durable`]).
     pub async fn claim(&self, commit: &Commit) -> Result<(), SinkError> {
         let path = self.log_path(commit.version);
         let body = serde_json::to_vec_pretty(commit).map_err(|e| SinkError::Corrupt {
             path: self.warehouse.display(&path),
             reason: e.to_string(),
         })?;
-        let options = PutOptions::from(PutMode::Create);
-        match self
-            .warehouse
-            .store()
-            .put_opts(&path, body.into(), options)
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(
-                    table = self.table,
-                    version = commit.version,
-                    files = commit.files.len(),
-                    "claimed table version"
-                );
-                Ok(())
-            }
-            Err(
-                object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. },
-            ) => {
-                let other = self.read(commit.version).await.ok();
-                Err(SinkError::Conflict {
-                    table: self.table.clone(),
-                    version: commit.version,
-                    other_run: other
-                        .map_or_else(|| "another run".into(), |c| format!("run {}", c.run_id)),
+        let created = match self.warehouse.syncer() {
+            Some(syncer) => {
+                let staging = Self::staging_folder(&commit.run_id);
+                let staged: Vec<Path> = commit
+                    .files
+                    .iter()
+                    .map(|f| self.warehouse.object(&format!("{staging}/{f}")))
+                    .collect();
+                self.warehouse.sync(&staged, Synced::Data).await?;
+                let file = self.warehouse.local_file(&path);
+                let display = self.warehouse.display(&path);
+                tokio::task::spawn_blocking(move || {
+                    super::durable::create_new(syncer.as_ref(), &file, &body)
                 })
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|created| created)
+                .map_err(|source| SinkError::Sync {
+                    path: display,
+                    source,
+                })?
             }
-            Err(e) => Err(self.warehouse.store_error(&path, e)),
+            None => {
+                let options = PutOptions::from(PutMode::Create);
+                match self
+                    .warehouse
+                    .store()
+                    .put_opts(&path, body.into(), options)
+                    .await
+                {
+                    Ok(_) => true,
+                    Err(
+                        object_store::Error::AlreadyExists { .. }
+                        | object_store::Error::Precondition { .. },
+                    ) => false,
+                    Err(e) => return Err(self.warehouse.store_error(&path, e)),
+                }
+            }
+        };
+        if !created {
+            let other = self.read(commit.version).await.ok();
+            return Err(SinkError::Conflict {
+                table: self.table.clone(),
+                version: commit.version,
+                other_run: other
+                    .map_or_else(|| "another run".into(), |c| format!("run {}", c.run_id)),
+            });
         }
+        tracing::info!(
+            table = self.table,
+            version = commit.version,
+            files = commit.files.len(),
+            "claimed table version"
+        );
+        Ok(())
     }
 
     /// Moves the commit's staged files into the table, removes what an overwrite replaces, and
@@ -322,15 +427,21 @@ impl TableLog {
                 self.delete_except(&folder, &keep).await?;
             }
         }
-        let marker = SuccessMarker {
-            version: commit.version,
-            run_id: commit.run_id.clone(),
-        };
-        let body = serde_json::to_vec(&marker).unwrap_or_default();
-        store
-            .put(&success, body.into())
-            .await
-            .map_err(|e| self.warehouse.store_error(&success, e))?;
+        // The files are durable in their folders before any marker vouches for them.
+        let placed: Vec<Path> = commit
+            .files
+            .iter()
+            .map(|f| self.warehouse.object(f))
+            .collect();
+        self.warehouse.sync(&placed, Synced::Names).await?;
+        let markers = [self.published_path(commit.version), success];
+        for marker in &markers {
+            store
+                .put(marker, object_store::PutPayload::default())
+                .await
+                .map_err(|e| self.warehouse.store_error(marker, e))?;
+        }
+        self.warehouse.sync(&markers, Synced::Names).await?;
         remove_folder(&self.warehouse, &staging).await;
         tracing::info!(
             table = self.table,
@@ -549,13 +660,160 @@ mod tests {
         log.claim(&c).await.unwrap();
         let err = log.claim(&c).await.unwrap_err().to_string();
         assert!(err.contains("version 1") && err.contains("run r"), "{err}");
-        assert_eq!(log.success_version().await.unwrap(), None);
+        assert!(!log.is_published(1).await.unwrap());
         // A run that dies after its claim is finished by the next run's recovery.
         assert_eq!(log.recover().await.unwrap(), Some(c.clone()));
-        assert_eq!(log.success_version().await.unwrap(), Some(1));
+        assert!(log.is_published(1).await.unwrap());
+        assert!(!log.is_published(2).await.unwrap());
+        let success = wh.store().head(&wh.path("t/_SUCCESS")).await.unwrap();
+        assert_eq!(success.size, 0, "an empty _SUCCESS, as Spark's");
         assert!(wh.store().head(&wh.path("t/part-a.parquet")).await.is_ok());
         log.publish(&c).await.unwrap();
         assert!(wh.store().head(&wh.path("t/part-a.parquet")).await.is_ok());
         assert!(!dir.path().join(STAGING_DIR).join("r").exists());
+    }
+
+    #[tokio::test]
+    async fn a_success_marker_naming_its_version_still_counts_as_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let wh = Warehouse::parse(&dir.path().to_string_lossy()).unwrap();
+        let log = TableLog::new(&wh, "t");
+        let marker = br#"{"version":2,"run_id":"r"}"#.to_vec();
+        wh.store()
+            .put(&wh.path("t/_SUCCESS"), marker.into())
+            .await
+            .unwrap();
+        assert!(log.is_published(2).await.unwrap());
+        assert!(!log.is_published(3).await.unwrap());
+        // An empty _SUCCESS (Spark's) without bnetl's mark says nothing about a bnetl version.
+        wh.store()
+            .put(&wh.path("t/_SUCCESS"), object_store::PutPayload::default())
+            .await
+            .unwrap();
+        assert!(log.has_success().await.unwrap());
+        assert!(!log.is_published(1).await.unwrap());
+    }
+
+    /// Records every sync with what the disk held at that moment; fails the syncs of one path.
+    #[derive(Debug)]
+    struct Recorder {
+        table: std::path::PathBuf,
+        fail: Option<String>,
+        calls: std::sync::Mutex<Vec<(String, String, bool, bool)>>,
+    }
+
+    impl Recorder {
+        fn record(&self, kind: &str, path: &std::path::Path) -> std::io::Result<()> {
+            let name = path.display().to_string();
+            self.calls.lock().unwrap().push((
+                kind.to_owned(),
+                name.clone(),
+                self.table
+                    .join("_bnetl_log/00000000000000000001.json")
+                    .exists(),
+                self.table.join("_SUCCESS").exists(),
+            ));
+            match &self.fail {
+                Some(fail) if name.ends_with(fail.as_str()) => {
+                    Err(std::io::Error::other("disk on fire"))
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+
+    impl super::super::durable::Syncer for Recorder {
+        fn sync_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+            self.record("file", path)
+        }
+        fn sync_folder(&self, path: &std::path::Path) -> std::io::Result<()> {
+            self.record("folder", path)
+        }
+    }
+
+    async fn commit_with(
+        fail: Option<&str>,
+    ) -> (
+        tempfile::TempDir,
+        Result<(), SinkError>,
+        Vec<(String, String, bool, bool)>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = std::sync::Arc::new(Recorder {
+            table: dir.path().join("t"),
+            fail: fail.map(str::to_owned),
+            calls: std::sync::Mutex::default(),
+        });
+        let wh = Warehouse::parse(&dir.path().to_string_lossy())
+            .unwrap()
+            .with_syncer(recorder.clone());
+        let log = TableLog::new(&wh, "t");
+        let mut c = commit(SaveMode::Append, &[(0, 3)]);
+        c.files = vec!["t/p=1/a.parquet".into(), "t/b.parquet".into()];
+        for file in &c.files {
+            let staged = wh.path(&format!("{}/{file}", TableLog::staging_folder("r")));
+            wh.store().put(&staged, b"x".to_vec().into()).await.unwrap();
+        }
+        let result = async {
+            log.claim(&c).await?;
+            log.publish(&c).await
+        }
+        .await;
+        let calls = recorder.calls.lock().unwrap().clone();
+        (dir, result, calls)
+    }
+
+    #[tokio::test]
+    async fn a_local_commit_syncs_data_then_claim_then_folders_then_markers() {
+        let (dir, result, calls) = commit_with(None).await;
+        result.unwrap();
+        let root = dir.path().display().to_string();
+        let short: Vec<(String, String, bool, bool)> = calls
+            .into_iter()
+            .map(|(kind, path, claimed, success)| {
+                let path = path.strip_prefix(&root).unwrap_or(&path).to_owned();
+                // The claim's temporary file has a random name.
+                let path = if path.ends_with(".tmp") {
+                    "<claim>.tmp".into()
+                } else {
+                    path
+                };
+                (kind, path, claimed, success)
+            })
+            .collect();
+        let expected: Vec<(String, String, bool, bool)> = [
+            // 1. The staged data, before the claim exists.
+            ("file", "/.bnetl-staging/r/t/p=1/a.parquet", false, false),
+            ("file", "/.bnetl-staging/r/t/b.parquet", false, false),
+            // 2. The claim's bytes before its name, then its folder.
+            ("file", "<claim>.tmp", false, false),
+            ("folder", "/t/_bnetl_log", true, false),
+            // 3. The folders the files moved into, up to the warehouse root.
+            ("folder", "/t/p=1", true, false),
+            ("folder", "/t", true, false),
+            ("folder", "", true, false),
+            // 4. The markers' folders, _SUCCESS last of all.
+            ("folder", "/t/_bnetl_log", true, true),
+            ("folder", "/t", true, true),
+            ("folder", "", true, true),
+        ]
+        .into_iter()
+        .map(|(k, p, c, s)| (k.to_owned(), p.to_owned(), c, s))
+        .collect();
+        assert_eq!(short, expected);
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_before_the_claim_commits_nothing() {
+        let (dir, result, _) = commit_with(Some("b.parquet")).await;
+        let err = crate::error::chain(&result.unwrap_err());
+        assert!(
+            err.contains("cannot sync")
+                && err.contains("b.parquet")
+                && err.contains("disk on fire"),
+            "{err}"
+        );
+        assert!(!dir.path().join("t/_bnetl_log").exists());
+        assert!(!dir.path().join("t/_SUCCESS").exists());
     }
 }

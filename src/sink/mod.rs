@@ -2,7 +2,9 @@
 //! staged out of readers' sight and committed with Spark's save modes (see [`commit`]).
 
 pub mod commit;
+pub mod durable;
 pub mod partition;
+pub mod read_only;
 pub mod store;
 pub mod writer;
 
@@ -36,6 +38,16 @@ pub enum SinkError {
         path: String,
         #[source]
         source: object_store::Error,
+    },
+    #[error(
+        "HDFS at {cluster} refused this client: Kerberos authentication failed ({reason}); get a ticket with `kinit PRINCIPAL` or `kinit -kt KEYTAB PRINCIPAL`, or name a keytab in KRB5_CLIENT_KTNAME"
+    )]
+    Kerberos { cluster: String, reason: String },
+    #[error("cannot sync {path} to disk")]
+    Sync {
+        path: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("partition column {column} is not in the output (columns: {})", available.join(", "))]
     PartitionColumn {

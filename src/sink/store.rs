@@ -17,6 +17,7 @@ use object_store::path::Path;
 use url::Url;
 
 use super::SinkError;
+use super::durable::{Fsync, Synced, Syncer};
 
 /// Folder under the warehouse root where runs stage their output; readers never list it.
 pub const STAGING_DIR: &str = ".bnetl-staging";
@@ -39,6 +40,8 @@ pub struct Warehouse {
     root: Path,
     kind: StoreKind,
     store: Arc<dyn ObjectStore>,
+    /// How a local warehouse makes commits durable; `None` on S3 and HDFS.
+    syncer: Option<Arc<dyn Syncer>>,
 }
 
 impl Warehouse {
@@ -113,6 +116,7 @@ impl Warehouse {
             root,
             kind: StoreKind::Local,
             store: Arc::new(LocalFileSystem::new()),
+            syncer: Some(Arc::new(Fsync)),
         })
     }
 
@@ -141,6 +145,7 @@ impl Warehouse {
             root,
             kind,
             store,
+            syncer: None,
         })
     }
 
@@ -263,8 +268,68 @@ impl Warehouse {
         }
     }
 
-    /// A store error that names the full URL of `path`.
+    /// The same warehouse syncing through `syncer` (tests record or fail syncs with it).
+    #[cfg(test)]
+    pub fn with_syncer(mut self, syncer: Arc<dyn Syncer>) -> Self {
+        if self.kind == StoreKind::Local {
+            self.syncer = Some(syncer);
+        }
+        self
+    }
+
+    /// The syncer of a local warehouse.
+    pub fn syncer(&self) -> Option<Arc<dyn Syncer>> {
+        self.syncer.clone()
+    }
+
+    /// The local file of a store path (meaningful on a local warehouse only).
+    pub fn local_file(&self, path: &Path) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!("/{path}"))
+    }
+
+    /// On a local warehouse: syncs the data of `files` ([`Synced::Data`]), or the folders that
+    /// name them, up to the warehouse root ([`Synced::Names`]). Does nothing on S3 and HDFS.
+    pub async fn sync(&self, files: &[Path], what: Synced) -> Result<(), SinkError> {
+        let Some(syncer) = self.syncer() else {
+            return Ok(());
+        };
+        let root = self.local_file(&self.root);
+        let files: Vec<std::path::PathBuf> = files.iter().map(|f| self.local_file(f)).collect();
+        tokio::task::spawn_blocking(move || {
+            let failed = |path: &std::path::Path| {
+                let path = path.display().to_string();
+                move |source| SinkError::Sync { path, source }
+            };
+            match what {
+                Synced::Data => {
+                    for file in &files {
+                        syncer.sync_file(file).map_err(failed(file))?;
+                    }
+                }
+                Synced::Names => {
+                    for folder in super::durable::folders_up_to(&root, &files) {
+                        syncer.sync_folder(&folder).map_err(failed(&folder))?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| SinkError::Sync {
+            path: self.url.to_string(),
+            source: std::io::Error::other(e),
+        })?
+    }
+
+    /// A store error that names the full URL of `path`; a Kerberos refusal by HDFS becomes
+    /// [`SinkError::Kerberos`], which names the cluster and the remedy.
     pub fn store_error(&self, path: &Path, source: object_store::Error) -> SinkError {
+        if let Some(reason) = kerberos_refusal(&source) {
+            return SinkError::Kerberos {
+                cluster: self.store_url().to_string(),
+                reason,
+            };
+        }
         SinkError::Store {
             path: self.display(path),
             source,
@@ -284,9 +349,49 @@ impl Warehouse {
     }
 }
 
+/// GSSAPI's reason when `error` is HDFS refusing this client's Kerberos authentication
+/// (hdfs-native reports it as `GSSAPI error: <major> <minor> <message>`, wrapped by its
+/// object store as a generic error).
+fn kerberos_refusal(error: &object_store::Error) -> Option<String> {
+    let mut cause: Option<&dyn std::error::Error> = Some(error);
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if let Some(at) = text.find("GSSAPI error: ") {
+            let detail = text[at + "GSSAPI error: ".len()..].trim();
+            // `GssMajorCodes(<names>) <minor> <message>`: keep the message.
+            let message = detail
+                .split_once(") ")
+                .and_then(|(_, rest)| rest.split_once(' '))
+                .map(|(_, message)| message.trim())
+                .filter(|message| !message.is_empty())
+                .unwrap_or(detail);
+            return Some(message.to_owned());
+        }
+        cause = e.source();
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gssapi_refusal_is_told_apart_from_other_store_errors() {
+        let refused = object_store::Error::Generic {
+            store: "HdfsObjectStore",
+            source: "GSSAPI error: GssMajorCodes(GSS_S_NO_CRED | GSS_S_FAILURE) 2529639053 No Kerberos credentials available (default cache: FILE:/tmp/cc)".into(),
+        };
+        assert_eq!(
+            kerberos_refusal(&refused).as_deref(),
+            Some("No Kerberos credentials available (default cache: FILE:/tmp/cc)")
+        );
+        let other = object_store::Error::Generic {
+            store: "HdfsObjectStore",
+            source: "connection refused".into(),
+        };
+        assert_eq!(kerberos_refusal(&other), None);
+    }
 
     #[test]
     fn local_paths_and_file_urls_name_the_same_folder() {

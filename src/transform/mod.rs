@@ -21,6 +21,10 @@ pub enum QueryError {
         #[source]
         source: DataFusionError,
     },
+    #[error(
+        "query {name} would write ({kind}), and bnetl's SQL only reads: tables are written by extract, transform and filtered-writes; `bnetl sql --output FILE` saves a result to a file"
+    )]
+    Writes { name: String, kind: String },
     #[error("query {name} failed")]
     Execute {
         name: String,
@@ -43,7 +47,10 @@ impl QueryError {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            QueryError::Plan { .. } | QueryError::Read { .. } | QueryError::NoWarehouse { .. }
+            QueryError::Plan { .. }
+                | QueryError::Writes { .. }
+                | QueryError::Read { .. }
+                | QueryError::NoWarehouse { .. }
         )
     }
 }

@@ -1,9 +1,12 @@
 //! The shipped queries of `queries/`, compiled into the binary so bnetl runs from any folder,
-//! and the `--query FILE` override.
+//! and the `--query FILE` override. Every statement bnetl plans only reads: one that would
+//! write (DML, DDL, `COPY ... TO`, `SET`, ...) is refused before anything runs.
 
 use std::path::Path;
 
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::dataframe::DataFrame;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
 use datafusion::prelude::SessionContext;
 
 use super::QueryError;
@@ -51,11 +54,124 @@ impl Query {
     }
 
     /// Plans the statement. DataFusion's parser reads the text, comments included; a file
-    /// with more than one statement is an error.
+    /// with more than one statement is an error, and so is a statement that would write
+    /// ([`QueryError::Writes`]): it is refused after planning, before anything runs (DataFusion
+    /// runs DDL as soon as it plans it, so `SessionContext::sql` cannot be used).
     pub async fn plan(&self, ctx: &SessionContext) -> Result<DataFrame, QueryError> {
-        ctx.sql(&self.sql).await.map_err(|source| QueryError::Plan {
+        let invalid = |source| QueryError::Plan {
             name: self.name.clone(),
             source,
+        };
+        let plan = ctx
+            .state()
+            .create_logical_plan(&self.sql)
+            .await
+            .map_err(invalid)?;
+        if let Some(kind) = writing_statement(&plan) {
+            return Err(QueryError::Writes {
+                name: self.name.clone(),
+                kind,
+            });
+        }
+        ctx.execute_logical_plan(plan).await.map_err(invalid)
+    }
+}
+
+/// The kind of the first statement in `plan` that would write or change the session
+/// (`INSERT INTO`, `COPY TO`, `CREATE EXTERNAL TABLE`, `SET VARIABLE`, ...), if any; an
+/// `EXPLAIN` is looked into, since `EXPLAIN ANALYZE` runs its statement.
+pub fn writing_statement(plan: &LogicalPlan) -> Option<String> {
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        found = match node {
+            LogicalPlan::Dml(dml) if dml.op == WriteOp::Ctas => Some("CREATE TABLE AS".to_owned()),
+            LogicalPlan::Dml(dml) => Some(words(dml.op.name())),
+            LogicalPlan::Copy(_) => Some("COPY TO".to_owned()),
+            LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_)) => Some("CREATE TABLE".to_owned()),
+            LogicalPlan::Ddl(ddl) => Some(words(ddl.name())),
+            LogicalPlan::Statement(statement) => Some(words(statement.name())),
+            _ => None,
+        };
+        Ok(if found.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
         })
+    });
+    found
+}
+
+/// `CreateExternalTable` or `Insert Into` → `CREATE EXTERNAL TABLE` or `INSERT INTO`.
+fn words(camel: &str) -> String {
+    let mut text = String::new();
+    for c in camel.chars() {
+        if c.is_uppercase() && !text.is_empty() && !text.ends_with(' ') {
+            text.push(' ');
+        }
+        text.extend(c.to_uppercase());
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn kind(sql: &str) -> Option<String> {
+        let ctx = crate::transform::session::new_context();
+        ctx.sql("CREATE TABLE t (a INT)").await.unwrap();
+        let query = Query {
+            name: "q".into(),
+            sql: sql.into(),
+        };
+        match query.plan(&ctx).await {
+            Ok(_) => None,
+            Err(QueryError::Writes { kind, .. }) => Some(kind),
+            Err(e) => panic!("{sql}: {e:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn statements_that_write_are_refused_by_kind_and_queries_pass() {
+        assert_eq!(kind("SELECT a FROM t WHERE a > 1").await, None);
+        assert_eq!(kind("EXPLAIN SELECT a FROM t").await, None);
+        assert_eq!(kind("SHOW TABLES").await, None);
+        assert_eq!(
+            kind("INSERT INTO t VALUES (1)").await.as_deref(),
+            Some("INSERT INTO")
+        );
+        assert_eq!(
+            kind("COPY (SELECT 1 AS a) TO '/tmp/x.csv' STORED AS CSV")
+                .await
+                .as_deref(),
+            Some("COPY TO")
+        );
+        assert_eq!(
+            kind("CREATE TABLE u AS SELECT * FROM t").await.as_deref(),
+            Some("CREATE TABLE")
+        );
+        assert_eq!(
+            kind("CREATE EXTERNAL TABLE e STORED AS PARQUET LOCATION '/tmp/e/'")
+                .await
+                .as_deref(),
+            Some("CREATE EXTERNAL TABLE")
+        );
+        assert_eq!(kind("DROP TABLE t").await.as_deref(), Some("DROP TABLE"));
+        assert_eq!(
+            kind("CREATE VIEW v AS SELECT 1").await.as_deref(),
+            Some("CREATE VIEW")
+        );
+        assert_eq!(
+            kind("EXPLAIN ANALYZE INSERT INTO t VALUES (2)")
+                .await
+                .as_deref(),
+            Some("INSERT INTO")
+        );
+        assert_eq!(
+            kind("SET datafusion.execution.batch_size = 10")
+                .await
+                .as_deref(),
+            Some("SET VARIABLE")
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The DataFusion session: configuration, the `events` input table and the warehouse tables.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::QueryError;
+use crate::sink::read_only::ReadOnlyStore;
 use crate::sink::{TableLog, Warehouse};
 
 /// A session configured for bnetl's tables.
@@ -78,7 +80,8 @@ pub fn register_stream(
 }
 
 /// Registers every table of the warehouse under its folder name, Hive partition columns
-/// included (as strings). Returns the names registered.
+/// included (as strings), through a [`ReadOnlyStore`] that shows each table's last complete
+/// version. Returns the names registered.
 pub async fn register_warehouse(
     ctx: &SessionContext,
     warehouse: &Warehouse,
@@ -93,17 +96,36 @@ pub async fn register_warehouse(
             location: warehouse.url().to_string(),
         });
     }
-    ctx.register_object_store(&warehouse.store_url(), warehouse.store());
     let tables = warehouse.tables().await.map_err(unreadable)?;
+    // Each table as its last complete version: never half of a commit being published, never
+    // finished here (a query only reads).
+    let mut visible = BTreeMap::new();
     for table in &tables {
-        if table != crate::decode::BAD_RECORDS_TABLE {
-            // A commit that an interrupted run claimed but did not finish publishing is finished
-            // first, so the query sees whole versions only.
-            let log = TableLog::new(warehouse, table);
-            if let Err(e) = log.recover().await {
-                tracing::warn!(table, error = %crate::error::chain(&e), "cannot finish an interrupted commit; the table may show part of it");
-            }
+        if table == crate::decode::BAD_RECORDS_TABLE {
+            continue;
         }
+        let Some(files) = TableLog::new(warehouse, table)
+            .snapshot()
+            .await
+            .map_err(unreadable)?
+        else {
+            continue;
+        };
+        for folder in [table.clone(), crate::sink::bad_records_folder(table)] {
+            let prefix = format!("{folder}/");
+            let held = files
+                .iter()
+                .filter(|f| f.starts_with(&prefix))
+                .map(|f| warehouse.object(f))
+                .collect();
+            visible.insert(warehouse.path(&folder), held);
+        }
+    }
+    ctx.register_object_store(
+        &warehouse.store_url(),
+        Arc::new(ReadOnlyStore::new(warehouse.store(), visible)),
+    );
+    for table in &tables {
         let location = warehouse.table_url(table);
         let partition_cols = warehouse
             .partition_columns(table)

@@ -13,9 +13,12 @@ import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
+import org.apache.hadoop.fs.permission.FsPermission;
 import org.apache.hadoop.hdfs.HdfsConfiguration;
 import org.apache.hadoop.hdfs.MiniDFSCluster;
 import org.apache.hadoop.hdfs.MiniDFSNNTopology;
+import org.apache.hadoop.minikdc.MiniKdc;
+import org.apache.hadoop.security.UserGroupInformation;
 
 /**
  * Starts a MiniDFSCluster for bnetl's tests: one NameNode, or two behind the name service
@@ -30,6 +33,13 @@ import org.apache.hadoop.hdfs.MiniDFSNNTopology;
  *   <li>{@code failover}: kills the active NameNode and makes the other one active.
  * </ul>
  * At the end of stdin it shuts the cluster down and exits.
+ *
+ * <p>With {@code --kerberos} it also starts a KDC (Hadoop's MiniKdc, realm {@code EXAMPLE.COM}),
+ * runs the NameNode and DataNodes as {@code hdfs/localhost} with Kerberos authentication and block
+ * access tokens, and writes for clients to {@code --conf-dir}: {@code krb5.conf} (an MIT Kerberos
+ * configuration naming the KDC) and {@code alice.keytab} (the user {@code alice@EXAMPLE.COM}).
+ * {@code /tmp} is created world-writable and sticky, as on a real cluster, so that alice can write
+ * there. The URL then names the NameNode as {@code localhost}, the host of its principal.
  */
 public final class MiniHdfs {
     private static final String NAMESERVICE = "bnetl-ns";
@@ -44,14 +54,17 @@ public final class MiniHdfs {
         String confDir = null;
         int datanodes = 3;
         boolean ha = false;
+        boolean kerberos = false;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--base-dir" -> baseDir = args[++i];
                 case "--conf-dir" -> confDir = args[++i];
                 case "--datanodes" -> datanodes = Integer.parseInt(args[++i]);
                 case "--ha" -> ha = true;
+                case "--kerberos" -> kerberos = true;
                 default -> throw new IllegalArgumentException("unknown option " + args[i]
-                        + "; usage: MiniHdfs --base-dir DIR --conf-dir DIR [--datanodes N] [--ha]");
+                        + "; usage: MiniHdfs --base-dir DIR --conf-dir DIR [--datanodes N] [--ha]"
+                        + " [--kerberos]");
             }
         }
         if (baseDir == null || confDir == null) {
@@ -66,6 +79,18 @@ public final class MiniHdfs {
         // Notice a dead DataNode within seconds.
         conf.setLong("dfs.heartbeat.interval", 1);
         conf.setInt("dfs.namenode.heartbeat.recheck-interval", 2000);
+        new File(confDir).mkdirs();
+        Configuration security = new Configuration(false);
+        MiniKdc kdc = null;
+        if (kerberos) {
+            kdc = startKdc(new File(baseDir, "kdc"), new File(confDir), security);
+            for (var entry : security) {
+                conf.set(entry.getKey(), entry.getValue());
+            }
+            UserGroupInformation.setConfiguration(conf);
+            UserGroupInformation.loginUserFromKeytab(conf.get("dfs.namenode.kerberos.principal"),
+                    conf.get("dfs.namenode.keytab.file"));
+        }
         MiniDFSCluster.Builder builder = new MiniDFSCluster.Builder(conf)
                 .numDataNodes(datanodes)
                 .format(true);
@@ -81,13 +106,21 @@ public final class MiniHdfs {
         }
         cluster.waitActive();
 
-        String url = ha ? "hdfs://" + NAMESERVICE
-                : "hdfs://127.0.0.1:" + cluster.getNameNodePort();
+        String host = kerberos ? "localhost" : "127.0.0.1";
+        String url = ha ? "hdfs://" + NAMESERVICE : "hdfs://" + host + ":" + cluster.getNameNodePort();
         Configuration client = clientConf(cluster, url, ha);
-        new File(confDir).mkdirs();
+        for (var entry : security) {
+            if (!entry.getKey().endsWith(".keytab.file") && !entry.getKey().endsWith(".keytab")) {
+                client.set(entry.getKey(), entry.getValue());
+            }
+        }
         try (OutputStream core = new FileOutputStream(new File(confDir, "core-site.xml"))) {
             Configuration site = new Configuration(false);
-            site.set("fs.defaultFS", url);
+            for (var entry : client) {
+                if (!entry.getKey().startsWith("dfs.")) {
+                    site.set(entry.getKey(), entry.getValue());
+                }
+            }
             site.writeXml(core);
         }
         try (OutputStream hdfs = new FileOutputStream(new File(confDir, "hdfs-site.xml"))) {
@@ -99,7 +132,12 @@ public final class MiniHdfs {
             }
             site.writeXml(hdfs);
         }
-        FileSystem fs = FileSystem.newInstance(URI.create(url), client);
+        FileSystem fs = FileSystem.newInstance(URI.create(url), kerberos ? conf : client);
+        if (kerberos) {
+            Path tmp = new Path("/tmp");
+            fs.mkdirs(tmp);
+            fs.setPermission(tmp, new FsPermission((short) 01777));
+        }
         out.println("READY " + url);
 
         BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
@@ -132,7 +170,59 @@ public final class MiniHdfs {
         }
         fs.close();
         cluster.shutdown();
+        if (kdc != null) {
+            kdc.stop();
+        }
         System.exit(0);
+    }
+
+    /**
+     * Starts the KDC, creates the service principals ({@code hdfs/localhost}, and
+     * {@code HTTP/localhost} for the web UIs) and the user {@code alice}, writes the client's
+     * {@code krb5.conf} and {@code alice.keytab} to {@code confDir}, and puts the server side's
+     * Kerberos settings into {@code security}.
+     */
+    private static MiniKdc startKdc(File kdcDir, File confDir, Configuration security)
+            throws Exception {
+        kdcDir.mkdirs();
+        MiniKdc kdc = new MiniKdc(MiniKdc.createConf(), kdcDir);
+        kdc.start();
+        String realm = kdc.getRealm();
+        File serviceKeytab = new File(kdcDir, "hdfs.keytab");
+        kdc.createPrincipal(serviceKeytab, "hdfs/localhost", "HTTP/localhost");
+        kdc.createPrincipal(new File(confDir, "alice.keytab"), "alice");
+        // MIT Kerberos (libgssapi_krb5, which hdfs-native loads) over TCP, no DNS tricks: the
+        // service principal's host is exactly "localhost".
+        String krb5 = String.join("\n",
+                "[libdefaults]",
+                "  default_realm = " + realm,
+                "  udp_preference_limit = 1",
+                "  dns_lookup_kdc = false",
+                "  dns_lookup_realm = false",
+                "  dns_canonicalize_hostname = false",
+                "  rdns = false",
+                "[realms]",
+                "  " + realm + " = {",
+                "    kdc = 127.0.0.1:" + kdc.getPort(),
+                "  }",
+                "[domain_realm]",
+                "  localhost = " + realm,
+                "");
+        java.nio.file.Files.writeString(new File(confDir, "krb5.conf").toPath(), krb5);
+
+        String service = "hdfs/localhost@" + realm;
+        security.set("hadoop.security.authentication", "kerberos");
+        security.set("dfs.namenode.kerberos.principal", service);
+        security.set("dfs.namenode.keytab.file", serviceKeytab.getPath());
+        security.set("dfs.datanode.kerberos.principal", service);
+        security.set("dfs.datanode.keytab.file", serviceKeytab.getPath());
+        security.set("dfs.web.authentication.kerberos.principal", "HTTP/localhost@" + realm);
+        security.set("dfs.web.authentication.kerberos.keytab", serviceKeytab.getPath());
+        security.set("dfs.block.access.token.enable", "true");
+        // DataNodes on unprivileged ports without SASL data transfer protection: block access
+        // tokens still guard every block (a test-only shortcut of Hadoop's own tests).
+        security.set("ignore.secure.ports.for.testing", "true");
+        return kdc;
     }
 
     /** The configuration a client of this cluster needs (the HA keys for the name service). */
