@@ -89,6 +89,8 @@ pub enum Command {
     Sql(SqlArgs),
     /// Show each table's committed offsets per partition, the topic's end and the lag
     Status(StatusArgs),
+    /// Show a table's committed schema: each column, its type and the version that added it
+    Schema(SchemaArgs),
     /// Reproduce the seed walkthrough end to end in a fresh folder and print its tables
     Demo(DemoArgs),
     /// Run librdkafka's in-memory mock Kafka cluster to try --brokers locally (not for production)
@@ -188,9 +190,19 @@ pub struct JobArgs {
     #[arg(long, env = "BNETL_MAX_FILE_BYTES", default_value_t = 512 * 1024 * 1024)]
     pub max_file_bytes: u64,
 
+    /// Files open at once while writing, one per partition value (Spark's
+    /// maxConcurrentOutputFileWriters); past it the rest of the rows are sorted by partition
+    #[arg(long, env = "BNETL_MAX_OPEN_FILES", default_value_t = crate::sink::RollPolicy::default().max_open_files, value_name = "N")]
+    pub max_open_files: usize,
+
     /// Spark's save mode when the table exists [default: overwrite; append with --incremental]
     #[arg(long, value_enum, env = "BNETL_MODE")]
     pub mode: Option<ModeArg>,
+
+    /// What an append does with a column the table does not have yet; values that do not fit
+    /// their column's type are always kept in _rescued_data (an overwrite takes the run's schema)
+    #[arg(long, value_enum, default_value_t = SchemaEvolutionArg::AddNewColumns, env = "BNETL_SCHEMA_EVOLUTION")]
+    pub schema_evolution: SchemaEvolutionArg,
 
     /// Read from where the table's last commit ended to the current end, and append: every event
     /// lands in the table exactly once across runs, however a run was interrupted
@@ -210,6 +222,21 @@ pub enum ModeArg {
     ErrorIfExists,
     /// Do nothing if the table exists
     Ignore,
+}
+
+/// Schema evolution policies, as Databricks Auto Loader's schemaEvolutionMode names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaEvolutionArg {
+    /// Add the new column to the table
+    #[value(alias = "addNewColumns")]
+    AddNewColumns,
+    /// Keep the table's schema; the new column's values go to _rescued_data
+    Rescue,
+    /// Fail before writing anything
+    #[value(alias = "failOnNewColumns")]
+    FailOnNewColumns,
+    /// Keep the table's schema; ignore the new column
+    None,
 }
 
 /// Output formats of `sql`.
@@ -259,6 +286,17 @@ pub struct StatusArgs {
     pub format: OutputFormat,
 }
 
+/// Options of `schema`.
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// The table
+    pub table: String,
+
+    /// How to print the schema
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
+
 /// Options of `demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -282,7 +320,9 @@ impl Default for JobArgs {
             include_headers: false,
             max_rows_per_file: crate::sink::RollPolicy::default().max_rows_per_file,
             max_file_bytes: crate::sink::RollPolicy::default().max_file_bytes,
+            max_open_files: crate::sink::RollPolicy::default().max_open_files,
             mode: None,
+            schema_evolution: SchemaEvolutionArg::AddNewColumns,
             incremental: false,
         }
     }

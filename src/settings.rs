@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use crate::cli::{GlobalArgs, JobArgs, ModeArg};
+use crate::cli::{GlobalArgs, JobArgs, ModeArg, SchemaEvolutionArg};
 use crate::error::{Error, Result};
-use crate::sink::{RollPolicy, SaveMode, TableSpec, Warehouse};
+use crate::sink::{RollPolicy, SaveMode, SchemaEvolution, TableSpec, Warehouse};
 use crate::source::offsets::OffsetSpec;
 use crate::source::{KafkaLog, ReadBounds, TopicLog};
 use crate::transform::queries::Query;
@@ -79,6 +79,15 @@ fn save_mode(arg: ModeArg) -> SaveMode {
         ModeArg::Append => SaveMode::Append,
         ModeArg::ErrorIfExists => SaveMode::ErrorIfExists,
         ModeArg::Ignore => SaveMode::Ignore,
+    }
+}
+
+fn schema_evolution(arg: SchemaEvolutionArg) -> SchemaEvolution {
+    match arg {
+        SchemaEvolutionArg::AddNewColumns => SchemaEvolution::AddNewColumns,
+        SchemaEvolutionArg::Rescue => SchemaEvolution::Rescue,
+        SchemaEvolutionArg::FailOnNewColumns => SchemaEvolution::FailOnNewColumns,
+        SchemaEvolutionArg::None => SchemaEvolution::None,
     }
 }
 
@@ -189,9 +198,10 @@ impl JobSettings {
             .partition_by
             .clone()
             .unwrap_or_else(|| job.partition_by.iter().map(|c| (*c).to_owned()).collect());
-        if args.max_rows_per_file == 0 || args.max_file_bytes == 0 {
+        if args.max_rows_per_file == 0 || args.max_file_bytes == 0 || args.max_open_files == 0 {
             return Err(Error::Usage(
-                "--max-rows-per-file and --max-file-bytes must be at least 1".into(),
+                "--max-rows-per-file, --max-file-bytes and --max-open-files must be at least 1"
+                    .into(),
             ));
         }
         let mode = match (args.incremental, args.mode.map(save_mode)) {
@@ -219,7 +229,9 @@ impl JobSettings {
                 roll: RollPolicy {
                     max_rows_per_file: args.max_rows_per_file,
                     max_file_bytes: args.max_file_bytes,
+                    max_open_files: args.max_open_files,
                 },
+                evolution: schema_evolution(args.schema_evolution),
             },
             bounds,
             include_headers: args.include_headers,

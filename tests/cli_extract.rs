@@ -303,3 +303,75 @@ fn queries_that_read_events_twice_or_stop_early_still_get_the_whole_schema() {
     ]);
     assert_eq!(stable.sql_numbers("SELECT COUNT(*) FROM twice"), [10_000]);
 }
+
+#[test]
+fn many_bad_records_stream_through_their_quarantine_file_into_the_table() {
+    let bnetl = Bnetl::new();
+    // More than one quarantine flush (8,192 records), with good events between them.
+    let input: String = (0..20_000)
+        .map(|i| {
+            if i % 1_000 == 0 {
+                format!("{{\"event_type\":\"default\",\"Host\":\"h{i}\"}}\n")
+            } else {
+                format!("not json {i}\n")
+            }
+        })
+        .collect();
+    bnetl.produce(input.as_bytes());
+    bnetl.ok(&["extract"]);
+    assert_eq!(
+        bnetl.sql_numbers(
+            "SELECT COUNT(*), COUNT(DISTINCT \"offset\"), MIN(\"offset\"), MAX(\"offset\") FROM _bad_records"
+        ),
+        [19_980, 19_980, 1, 19_999]
+    );
+    assert_eq!(
+        bnetl.sql_numbers("SELECT COUNT(*) FROM extracted_events"),
+        [20]
+    );
+}
+
+#[test]
+fn many_partition_values_sort_the_rest_and_keep_few_files_open() {
+    let bnetl = Bnetl::new();
+    let input: String = (0..3_000)
+        .map(|i| {
+            format!(
+                "{{\"event_type\":\"default\",\"Host\":\"h{}\",\"n\":{i}}}\n",
+                (i * 7) % 50
+            )
+        })
+        .collect();
+    bnetl.produce(input.as_bytes());
+    bnetl.ok(&["extract", "--partition-by", "Host", "--max-open-files", "4"]);
+    let table = bnetl.warehouse().join("extracted_events");
+    let folders: Vec<_> = std::fs::read_dir(&table)
+        .expect("table folder")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("Host="))
+        .collect();
+    assert_eq!(folders.len(), 50);
+    for folder in folders {
+        let files = std::fs::read_dir(folder.path())
+            .expect("partition folder")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
+            .count();
+        // One file from before the switch to sorting, at most one after it.
+        assert!(
+            (1..=2).contains(&files),
+            "{files} files in {:?}",
+            folder.path()
+        );
+    }
+    assert_eq!(
+        bnetl.sql_numbers(
+            "SELECT COUNT(*), COUNT(DISTINCT n), SUM(n), COUNT(DISTINCT Host) FROM extracted_events"
+        ),
+        [3_000, 3_000, 3_000 * 2_999 / 2, 50]
+    );
+    assert_eq!(
+        bnetl.sql_numbers("SELECT COUNT(*) FROM extracted_events WHERE Host = 'h7'"),
+        [60]
+    );
+}

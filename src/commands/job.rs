@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::decode::schema::EventSchema;
 use crate::decode::{
-    self, BAD_RECORDS_TABLE, BadRecord, Conformance, EventDecoder, SchemaInference,
+    self, BAD_RECORDS_TABLE, BadRecord, Conformance, EventDecoder, Quarantine, Quarantined,
+    SchemaInference,
 };
 use crate::error::{Error, Result};
 use crate::progress::{Progress, ReadProgress};
@@ -87,6 +88,10 @@ impl JobSummary {
             format!("; {} offset(s) lost below the log start", self.lost_offsets)
         } else {
             String::new()
+        } + &if self.written.schema_changes.is_empty() {
+            String::new()
+        } else {
+            format!("; schema: {}", self.written.schema_changes.join(", "))
         }
     }
 }
@@ -149,10 +154,10 @@ pub async fn run(
         })
         .collect();
     let (commit, written) = table.commit(job.name, &settings.topic, ranges).await?;
-    if !scan.bad.is_empty() {
+    if scan.bad.count() > 0 {
         tracing::warn!(
             topic = settings.topic,
-            bad_records = scan.bad.len(),
+            bad_records = scan.bad.count(),
             "messages that are not JSON objects were quarantined"
         );
     }
@@ -162,7 +167,7 @@ pub async fn run(
         ranges: snapshot.ranges,
         messages: scan.messages,
         bytes: scan.bytes,
-        bad_records: scan.bad.len() as u64,
+        bad_records: scan.bad.count(),
         lost_offsets: snapshot.lost.iter().map(|l| l.skipped()).sum(),
         written,
         mode: commit.mode,
@@ -271,8 +276,7 @@ async fn stage_run(
     } else {
         scan
     };
-    let bad = decode::bad_records_batch(&settings.topic, &scan.bad)?;
-    table.write_bad_records(bad, cancel).await?;
+    table.write_bad_records(scan.bad.batches()?, cancel).await?;
     Ok((snapshot, scan))
 }
 
@@ -430,7 +434,7 @@ fn until_complete(
 #[derive(Debug)]
 struct Scan {
     inference: SchemaInference,
-    bad: Vec<BadRecord>,
+    bad: Quarantined,
     messages: u64,
     bytes: u64,
     /// Every message read, for a replay (a read that decoded as it went keeps none).
@@ -454,13 +458,14 @@ async fn scan_topic(
     let thread_cancel = cancel.clone();
     let scan = blocking(move || {
         let mut inference = SchemaInference::default();
-        let mut bad = Vec::new();
+        let mut bad = Quarantine::new(&topic);
+        let mut found = Vec::new();
         let (mut bytes, mut messages) = (0u64, 0u64);
         let mut spill = match speculation {
             Some(_) => None,
             None => Some(SpillWriter::create()?),
         };
-        let mut spill_error = None;
+        let mut spill_error: Option<Error> = None;
         let mut decoding = speculation.map_or(Decoding::Off, Decoding::Waiting);
         read_pipelined(
             |on_batch| log.read(&topic, &ranges, BATCH_ROWS, on_batch),
@@ -476,7 +481,7 @@ async fn scan_topic(
                     .sum::<u64>();
                 if let Some(spill) = spill.as_mut() {
                     if let Err(e) = spill.write(&batch) {
-                        spill_error = Some(e);
+                        spill_error = Some(e.into());
                         return ControlFlow::Break(());
                     }
                 } else if matches!(decoding, Decoding::Off) {
@@ -489,8 +494,12 @@ async fn scan_topic(
                     &topic,
                     include_headers,
                     &mut inference,
-                    &mut bad,
+                    &mut found,
                 );
+                if let Err(e) = bad.extend(found.drain(..)) {
+                    spill_error = Some(e.into());
+                    return ControlFlow::Break(());
+                }
                 ControlFlow::Continue(())
             },
         )?;
@@ -500,9 +509,9 @@ async fn scan_topic(
         }
         finish_decoding(decoding, &mut inference, include_headers);
         let spill = spill.map(SpillWriter::finish).transpose()?;
-        Ok::<_, SourceError>(Scan {
+        Ok::<_, Error>(Scan {
             inference,
-            bad,
+            bad: bad.finish()?,
             messages,
             bytes,
             spill,
@@ -515,7 +524,7 @@ async fn scan_topic(
     tracing::info!(
         messages = scan.messages,
         expected,
-        bad = scan.bad.len(),
+        bad = scan.bad.count(),
         "scan done"
     );
     Ok(scan)

@@ -6,6 +6,7 @@ pub mod filtered_writes;
 pub mod job;
 pub mod mock_kafka;
 pub mod produce;
+pub mod schema;
 pub mod serve;
 pub mod sql;
 pub mod status;
@@ -45,6 +46,10 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
             Command::Status(args) => {
                 let settings = Settings::from_args(&cli.global)?;
                 status::run(&settings, args).await
+            }
+            Command::Schema(args) => {
+                let settings = Settings::from_args(&cli.global)?;
+                schema::run(&settings, args).await
             }
             Command::Extract(args) => {
                 run_job(&cli, &extract::JOB, args, &progress, &shutdown).await

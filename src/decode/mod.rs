@@ -2,9 +2,11 @@
 //!
 //! The decoder owns the schema ([`schema`]): which columns exist, their order and types, and how
 //! conflicts are resolved. Messages that are not JSON objects are bad records: kept aside with
-//! their position and the reason, counted, and written to the `_bad_records` table.
+//! their position and the reason (in a [`Quarantine`], with bounded memory), counted, and
+//! written to the `_bad_records` table.
 
 pub mod json;
+pub mod quarantine;
 pub mod schema;
 
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
 pub use json::{Conformance, EventDecoder, scan};
+pub use quarantine::{Quarantine, Quarantined};
 pub use schema::SchemaInference;
 
 use crate::source::Message;
@@ -31,6 +34,12 @@ pub enum DecodeError {
     Arrow(#[source] ArrowError),
     #[error("a batch changed the inferred schema; the read is decoded again with the whole schema")]
     SchemaChanged,
+    #[error("cannot {action}")]
+    Quarantine {
+        action: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// A message that is not a game event, kept with where it came from and why.

@@ -3,8 +3,9 @@
 //! A run writes its files under `<warehouse>/.bnetl-staging/<run_id>/`, with the same relative
 //! paths they will have in the warehouse, so no reader ever lists them. It then *claims* the
 //! table's next version by creating `<table>/_bnetl_log/<version>.json` only if it does not
-//! exist (an atomic create on a local disk, S3's `If-None-Match: *`, HDFS's create without
-//! overwrite). That file is the commit: it lists the run's files, the offsets the table now holds
+//! exist (an atomic create on a local disk, S3's `If-None-Match: *`; on HDFS the entry is
+//! staged while the data files close, then renamed into the log without overwrite, so a run
+//! waits for the NameNode once, not once per file). That file is the commit: it lists the run's files, the offsets the table now holds
 //! per partition, and the save mode. Two runs that started from the same version cannot both
 //! claim the next one: the second fails with a conflict and its output is discarded.
 //!
@@ -28,7 +29,7 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions};
 use serde::{Deserialize, Serialize};
 
 use super::durable::Synced;
-use super::store::STAGING_DIR;
+use super::store::{STAGING_DIR, StoreKind};
 use super::{SUCCESS_MARKER, SinkError, Warehouse};
 
 /// Folder of a table's commits. It starts with `_`, so Spark and Hive skip it, and holds no
@@ -99,6 +100,10 @@ pub struct Commit {
     pub rows: u64,
     /// Rows the run added to the table's bad records.
     pub bad_records: u64,
+    /// The table's columns as of this version, with the version that added each (empty in
+    /// commits of bnetl versions before schemas were committed).
+    #[serde(default)]
+    pub schema: Vec<super::TableColumn>,
 }
 
 /// What earlier bnetl versions wrote in `_SUCCESS`: the version it marks complete. Still honoured
@@ -336,17 +341,59 @@ impl TableLog {
         Ok(latest)
     }
 
-    /// Claims version `commit.version`: creates its log file only if no run created it first.
-    /// On a local warehouse the staged files are synced first and the log file is created
-    /// durably (see [`super::durable`]).
-    pub async fn claim(&self, commit: &Commit) -> Result<(), SinkError> {
-        let path = self.log_path(commit.version);
-        let body = serde_json::to_vec_pretty(commit).map_err(|e| SinkError::Corrupt {
-            path: self.warehouse.display(&path),
+    fn commit_body(&self, commit: &Commit) -> Result<Vec<u8>, SinkError> {
+        serde_json::to_vec_pretty(commit).map_err(|e| SinkError::Corrupt {
+            path: self.warehouse.display(&self.log_path(commit.version)),
             reason: e.to_string(),
-        })?;
-        let created = match self.warehouse.syncer() {
-            Some(syncer) => {
+        })
+    }
+
+    /// On HDFS, writes `commit`'s log entry into the run's staging folder (at its log path
+    /// there), for [`TableLog::claim`] to rename into the log: written while the data files
+    /// close, its wait for the NameNode overlaps theirs. Elsewhere a claim creates the entry
+    /// in place, and this returns `None`.
+    pub async fn stage_claim(&self, commit: &Commit) -> Result<Option<Path>, SinkError> {
+        if self.warehouse.kind() != StoreKind::Hdfs {
+            return Ok(None);
+        }
+        let relative = format!("{}/{LOG_DIR}/{:020}.json", self.table, commit.version);
+        let staged = self.warehouse.path(&format!(
+            "{}/{relative}",
+            Self::staging_folder(&commit.run_id)
+        ));
+        let body = self.commit_body(commit)?;
+        self.warehouse
+            .store()
+            .put(&staged, body.into())
+            .await
+            .map_err(|e| self.warehouse.store_error(&staged, e))?;
+        Ok(Some(staged))
+    }
+
+    /// Claims version `commit.version`: creates its log file only if no run created it first
+    /// (from `staged`, the entry [`TableLog::stage_claim`] wrote, when there is one). On a
+    /// local warehouse the staged files are synced first and the log file is created durably
+    /// (see [`super::durable`]).
+    pub async fn claim(&self, commit: &Commit, staged: Option<&Path>) -> Result<(), SinkError> {
+        let path = self.log_path(commit.version);
+        let created = match (staged, self.warehouse.syncer()) {
+            (Some(staged), _) => {
+                match self
+                    .warehouse
+                    .store()
+                    .rename_if_not_exists(staged, &path)
+                    .await
+                {
+                    Ok(()) => true,
+                    Err(
+                        object_store::Error::AlreadyExists { .. }
+                        | object_store::Error::Precondition { .. },
+                    ) => false,
+                    Err(e) => return Err(self.warehouse.store_error(&path, e)),
+                }
+            }
+            (None, Some(syncer)) => {
+                let body = self.commit_body(commit)?;
                 let staging = Self::staging_folder(&commit.run_id);
                 let staged: Vec<Path> = commit
                     .files
@@ -367,7 +414,8 @@ impl TableLog {
                     source,
                 })?
             }
-            None => {
+            (None, None) => {
+                let body = self.commit_body(commit)?;
                 let options = PutOptions::from(PutMode::Create);
                 match self
                     .warehouse
@@ -603,6 +651,7 @@ mod tests {
             files: Vec::new(),
             rows: 0,
             bad_records: 0,
+            schema: Vec::new(),
         }
     }
 
@@ -657,8 +706,8 @@ mod tests {
             TableLog::staging_folder("r")
         ));
         wh.store().put(&staged, b"x".to_vec().into()).await.unwrap();
-        log.claim(&c).await.unwrap();
-        let err = log.claim(&c).await.unwrap_err().to_string();
+        log.claim(&c, None).await.unwrap();
+        let err = log.claim(&c, None).await.unwrap_err().to_string();
         assert!(err.contains("version 1") && err.contains("run r"), "{err}");
         assert!(!log.is_published(1).await.unwrap());
         // A run that dies after its claim is finished by the next run's recovery.
@@ -755,7 +804,7 @@ mod tests {
             wh.store().put(&staged, b"x".to_vec().into()).await.unwrap();
         }
         let result = async {
-            log.claim(&c).await?;
+            log.claim(&c, None).await?;
             log.publish(&c).await
         }
         .await;

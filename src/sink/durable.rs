@@ -54,13 +54,14 @@ impl Syncer for Fsync {
 /// once.
 pub fn folders_up_to(root: &Path, files: &[PathBuf]) -> Vec<PathBuf> {
     let mut folders: Vec<PathBuf> = Vec::new();
+    let mut known = std::collections::HashSet::new();
     for file in files {
         let mut folder = file.parent();
         while let Some(f) = folder {
             if !f.starts_with(root) {
                 break;
             }
-            if !folders.iter().any(|known| known == f) {
+            if known.insert(f) {
                 folders.push(f.to_path_buf());
             }
             if f == root {

@@ -1,14 +1,19 @@
 //! Sink stage: `RecordBatch` streams → a Parquet table in the warehouse (local, S3 or HDFS),
-//! staged out of readers' sight and committed with Spark's save modes (see [`commit`]).
+//! reconciled with the table's committed schema ([`schema`]), written with bounded memory
+//! ([`writer`], [`sorted`]), staged out of readers' sight and committed with Spark's save
+//! modes ([`commit`]).
 
 pub mod commit;
 pub mod durable;
 pub mod partition;
 pub mod read_only;
+pub mod schema;
+pub mod sorted;
 pub mod store;
 pub mod writer;
 
 use std::error::Error as StdError;
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
@@ -18,8 +23,9 @@ use parquet::errors::ParquetError;
 use tokio_util::sync::CancellationToken;
 
 pub use commit::{Commit, CommittedRange, SaveMode, TableLog};
+pub use schema::{SchemaEvolution, TableColumn};
 pub use store::Warehouse;
-pub use writer::{PartitionedWriter, RollPolicy};
+pub use writer::{PartitionedWriter, RollPolicy, Unclosed};
 
 /// Marker file that says a table is complete, as Hadoop's output committer writes it.
 pub const SUCCESS_MARKER: &str = "_SUCCESS";
@@ -43,6 +49,12 @@ pub enum SinkError {
         "HDFS at {cluster} refused this client: Kerberos authentication failed ({reason}); get a ticket with `kinit PRINCIPAL` or `kinit -kt KEYTAB PRINCIPAL`, or name a keytab in KRB5_CLIENT_KTNAME"
     )]
     Kerberos { cluster: String, reason: String },
+    #[error("cannot sort the rows of table {table} by partition")]
+    Sort {
+        table: String,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
     #[error("cannot sync {path} to disk")]
     Sync {
         path: String,
@@ -62,6 +74,11 @@ pub enum SinkError {
         version: u64,
         other_run: String,
     },
+    #[error(
+        "table {table} has no column {}: --schema-evolution fail-on-new-columns refuses a run that would add it (nothing was written; add-new-columns adds it, rescue keeps its values in _rescued_data, none ignores it)",
+        columns.join(", ")
+    )]
+    NewColumns { table: String, columns: Vec<String> },
     #[error("{path} is damaged: {reason}")]
     Corrupt { path: String, reason: String },
     #[error("table {table} already exists at {location} (--mode error-if-exists)")]
@@ -85,6 +102,8 @@ pub struct TableSpec {
     pub partition_by: Vec<String>,
     /// When to start a new file.
     pub roll: RollPolicy,
+    /// What an append does with columns the table does not have yet.
+    pub evolution: SchemaEvolution,
 }
 
 /// What a committed write produced.
@@ -98,6 +117,8 @@ pub struct WriteSummary {
     pub files: usize,
     /// Where the table is.
     pub location: String,
+    /// How the run changed the table's schema (columns added, values rescued), a line each.
+    pub schema_changes: Vec<String>,
 }
 
 /// The folder (warehouse-relative) that holds the bad records of `table`'s runs: a partition of
@@ -125,6 +146,12 @@ pub struct TableRun {
     files: Vec<String>,
     rows: u64,
     bad_records: u64,
+    /// The table's staged files, written but not closed yet (closed at the commit).
+    table_unclosed: Unclosed,
+    /// The bad records' staged files, likewise.
+    bad_unclosed: Unclosed,
+    /// The table's schema after this run, and how the run changed it (set by `write`).
+    reconciled: Option<schema::Reconciled>,
 }
 
 impl TableRun {
@@ -164,6 +191,9 @@ impl TableRun {
             files: Vec::new(),
             rows: 0,
             bad_records: 0,
+            table_unclosed: Unclosed::default(),
+            bad_unclosed: Unclosed::default(),
+            reconciled: None,
         }))
     }
 
@@ -184,11 +214,17 @@ impl TableRun {
         self.mode == SaveMode::Overwrite || self.base.is_none()
     }
 
+    /// The version this run commits.
+    fn version(&self) -> u64 {
+        self.base.as_ref().map_or(1, |b| b.version + 1)
+    }
+
     fn staging(&self) -> object_store::path::Path {
         self.warehouse.path(&TableLog::staging_folder(&self.run_id))
     }
 
-    /// Stages the table's rows.
+    /// Stages the table's rows (their files are closed by [`TableRun::commit`]), reconciled
+    /// with the table's committed schema (see [`schema`]).
     pub async fn write<S, E>(
         &mut self,
         schema: &SchemaRef,
@@ -201,59 +237,85 @@ impl TableRun {
         E: StdError + Send + Sync + 'static,
     {
         let folder = self.staging().join(self.spec.name.as_str());
-        let written = stage(
+        let table_columns = self.base.as_ref().map_or(&[][..], |b| &b.schema[..]);
+        let mut reconciled = schema::Reconciled::new(
+            &self.spec.name,
+            table_columns,
+            schema,
+            self.version(),
+            self.mode == SaveMode::Overwrite,
+            self.spec.evolution,
+        )?
+        .with_rescue_column(self.version());
+        let written_schema = Arc::clone(&reconciled.schema);
+        let batches = batches.map(|batch| {
+            batch
+                .map_err(|e| ArrowError::ExternalError(Box::new(e)))
+                .and_then(|batch| reconciled.apply(&batch))
+        });
+        let staged = stage(
             &self.warehouse,
             folder,
             &self.spec,
             &self.run_id,
-            schema,
+            &written_schema,
             batches,
             self.needs_schema_file(),
             on_rows,
             cancel,
         )
-        .await?;
+        .await;
+        let (written, unclosed) = staged?;
+        for change in reconciled.drift.describe() {
+            tracing::info!(table = self.spec.name, "{change}");
+        }
+        self.reconciled = Some(reconciled);
         self.rows += written.rows;
         self.keep(&written);
+        self.table_unclosed.extend(unclosed);
         Ok(written.rows)
     }
 
-    /// Stages the run's bad records (one batch of `decode::bad_records_schema`).
-    pub async fn write_bad_records(
+    /// Stages the run's bad records (batches of `decode::bad_records_schema`), one batch at a
+    /// time.
+    pub async fn write_bad_records<I, E>(
         &mut self,
-        batch: RecordBatch,
+        batches: I,
         cancel: &CancellationToken,
-    ) -> Result<(), SinkError> {
-        if batch.num_rows() == 0 && !self.needs_schema_file() {
-            return Ok(());
-        }
+    ) -> Result<(), SinkError>
+    where
+        I: Iterator<Item = Result<RecordBatch, E>> + Unpin,
+        E: StdError + Send + Sync + 'static,
+    {
         let folder = bad_records_folder(&self.spec.name);
         let spec = TableSpec {
             name: folder.clone(),
             partition_by: Vec::new(),
             roll: RollPolicy::default(),
+            evolution: SchemaEvolution::default(),
         };
-        let schema = batch.schema();
-        let rows = batch.num_rows() as u64;
-        let batches = futures::stream::iter([Ok::<_, std::convert::Infallible>(batch)]);
+        let schema = crate::decode::bad_records_schema();
+        let batches = futures::stream::iter(batches);
         let folder = self.warehouse.path(&format!(
             "{}/{folder}",
             TableLog::staging_folder(&self.run_id)
         ));
-        let written = stage(
+        let (written, unclosed) = stage(
             &self.warehouse,
             folder,
             &spec,
             &self.run_id,
             &schema,
             batches,
-            true,
+            self.needs_schema_file(),
             |_| (),
             cancel,
         )
         .await?;
+        let rows = written.rows;
         self.bad_records += rows;
         self.keep(&written);
+        self.bad_unclosed.extend(unclosed);
         Ok(())
     }
 
@@ -262,6 +324,11 @@ impl TableRun {
         let prefix = format!("{}/", self.spec.name);
         self.files.retain(|f| !f.starts_with(&prefix));
         self.rows = 0;
+        self.reconciled = None;
+        // Closed only to let go of them: the files are deleted next.
+        if let Err(e) = std::mem::take(&mut self.table_unclosed).close().await {
+            tracing::debug!(error = %crate::error::chain(&e), "closing discarded files");
+        }
         let folder = format!(
             "{}/{}",
             TableLog::staging_folder(&self.run_id),
@@ -284,13 +351,21 @@ impl TableRun {
     /// publishes them. Fails with [`SinkError::Conflict`] if another run committed since
     /// [`TableRun::begin`]; the staged files are then removed.
     pub async fn commit(
-        self,
+        mut self,
         job: &str,
         topic: &str,
         ranges: Vec<CommittedRange>,
     ) -> Result<(Commit, WriteSummary), SinkError> {
+        let schema = match &self.reconciled {
+            Some(reconciled) => reconciled.columns.clone(),
+            None => self
+                .base
+                .as_ref()
+                .map(|b| b.schema.clone())
+                .unwrap_or_default(),
+        };
         let commit = Commit {
-            version: self.base.as_ref().map_or(1, |b| b.version + 1),
+            version: self.version(),
             run_id: self.run_id.clone(),
             job: job.to_owned(),
             mode: self.mode,
@@ -301,8 +376,18 @@ impl TableRun {
             files: self.files.clone(),
             rows: self.rows,
             bad_records: self.bad_records,
+            schema,
         };
-        if let Err(e) = self.log.claim(&commit).await {
+        // Every file closes at once, with the log entry staged alongside on HDFS: the
+        // NameNode's `complete` waits overlap instead of adding up.
+        let mut unclosed = std::mem::take(&mut self.table_unclosed);
+        unclosed.extend(std::mem::take(&mut self.bad_unclosed));
+        let (closed, staged) = tokio::join!(unclosed.close(), self.log.stage_claim(&commit));
+        let claimed = match closed.and(staged) {
+            Ok(staged) => self.log.claim(&commit, staged.as_ref()).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = claimed {
             self.abort().await;
             return Err(e);
         }
@@ -318,13 +403,26 @@ impl TableRun {
             rows: self.rows,
             files: table_files,
             location: self.warehouse.table_url(&self.spec.name),
+            schema_changes: self
+                .reconciled
+                .as_ref()
+                .map(|r| r.drift.describe())
+                .unwrap_or_default(),
         };
         Ok((commit, summary))
     }
 
-    /// Discards the staged files.
+    /// Discards the staged files (those still open are dropped unclosed).
     pub async fn abort(self) {
-        commit::remove_folder(&self.warehouse, &TableLog::staging_folder(&self.run_id)).await;
+        let TableRun {
+            warehouse,
+            run_id,
+            table_unclosed,
+            bad_unclosed,
+            ..
+        } = self;
+        drop((table_unclosed, bad_unclosed));
+        commit::remove_folder(&warehouse, &TableLog::staging_folder(&run_id)).await;
     }
 }
 
@@ -340,7 +438,7 @@ async fn stage<S, E>(
     schema_file: bool,
     on_rows: impl Fn(u64),
     cancel: &CancellationToken,
-) -> Result<writer::WrittenFiles, SinkError>
+) -> Result<(writer::WrittenFiles, Unclosed), SinkError>
 where
     S: Stream<Item = Result<RecordBatch, E>> + Unpin,
     E: StdError + Send + Sync + 'static,
@@ -353,19 +451,66 @@ where
         spec.partition_by.clone(),
         spec.roll,
     )?;
+    let cancelled = || SinkError::Cancelled {
+        table: spec.name.clone(),
+    };
+    let input = |e: E| SinkError::Input {
+        table: spec.name.clone(),
+        source: Box::new(e),
+    };
     loop {
         let next = tokio::select! {
             biased;
-            () = cancel.cancelled() => return Err(SinkError::Cancelled { table: spec.name.clone() }),
+            () = cancel.cancelled() => return Err(cancelled()),
             next = batches.next() => next,
         };
         let Some(batch) = next else { break };
-        let batch = batch.map_err(|e| SinkError::Input {
+        let batch = batch.map_err(input)?;
+        if writer.write(&batch).await? == writer::Written::Rows {
+            on_rows(batch.num_rows() as u64);
+            continue;
+        }
+        // Too many partition values for one open file each: the rest goes through a sort.
+        tracing::info!(
+            table = spec.name,
+            max_open_files = spec.roll.max_open_files,
+            "many partition values: sorting the rest of the rows by partition"
+        );
+        let sort_error = |source| SinkError::Sort {
             table: spec.name.clone(),
-            source: Box::new(e),
-        })?;
-        writer.write(&batch).await?;
-        on_rows(batch.num_rows() as u64);
+            source,
+        };
+        let (rows, mut sorted) = sorted::by_partition(schema, &spec.partition_by)
+            .await
+            .map_err(sort_error)?;
+        let feed = async {
+            let mut next = Some(batch);
+            while let Some(batch) = next {
+                if rows.send(Ok(batch)).await.is_err() {
+                    // The sort stopped: its error comes out of the sorted side.
+                    return Ok(());
+                }
+                next = tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => return Err(cancelled()),
+                    next = batches.next() => next.transpose().map_err(input)?,
+                };
+            }
+            drop(rows);
+            Ok(())
+        };
+        let write = async {
+            while let Some(batch) = sorted.next().await {
+                let batch = batch.map_err(sort_error)?;
+                writer.write_sorted(&batch).await?;
+                on_rows(batch.num_rows() as u64);
+            }
+            Ok::<_, SinkError>(())
+        };
+        let (fed, written) = tokio::join!(feed, write);
+        fed?;
+        written?;
+        break;
     }
-    writer.finish(schema_file).await
+    writer.finish(schema_file)
 }

@@ -1,7 +1,14 @@
-//! Parquet files of one run: one open writer per partition, rolled by [`RollPolicy`].
+//! Parquet files of one run: one open writer per partition, rolled by [`RollPolicy`], with
+//! bounded memory: at most [`RollPolicy::max_open_files`] files open (past that the caller
+//! sorts the rest of the rows by partition, see [`super::sorted`], and the least recently
+//! used file is closed to open the next), and row groups cut by size as well as rows.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -19,6 +26,14 @@ use super::partition::{PartitionKey, data_schema, hive_path, split_by_partition}
 /// the encoder's buffers stay a few tens of MB.
 const ROW_GROUP_ROWS: usize = 256 * 1024;
 
+/// Encoded bytes the open files of a run may buffer in their unfinished row groups: a file
+/// ends its row group early when it holds its share (and at least [`MIN_ROW_GROUP_BYTES`]).
+const ROW_GROUP_BUDGET: usize = 128 << 20;
+const MIN_ROW_GROUP_BYTES: usize = 4 << 20;
+
+/// Files a run closes at once in the background (evicted or rolled) before it waits for one.
+const MAX_CLOSING: usize = 16;
+
 /// When to close a data file and start the next one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RollPolicy {
@@ -27,6 +42,9 @@ pub struct RollPolicy {
     /// Close a file once its encoded size reaches this many bytes (checked after each batch, so
     /// a file can exceed it by up to one batch's encoded size).
     pub max_file_bytes: u64,
+    /// Files open at once (one per partition value being written), as Spark's
+    /// `maxConcurrentOutputFileWriters`.
+    pub max_open_files: usize,
 }
 
 impl Default for RollPolicy {
@@ -34,6 +52,7 @@ impl Default for RollPolicy {
         RollPolicy {
             max_rows_per_file: 4 * 1024 * 1024,
             max_file_bytes: 512 * 1024 * 1024,
+            max_open_files: 32,
         }
     }
 }
@@ -57,6 +76,22 @@ impl RollPolicy {
 struct OpenFile {
     writer: AsyncArrowWriter<BufWriter>,
     rows: u64,
+    /// When it was last written to, in writes of the run (for closing the least recently used).
+    used: u64,
+}
+
+/// A file being closed in the background.
+type Closing = BoxFuture<'static, Result<(), SinkError>>;
+
+/// What [`PartitionedWriter::write`] did with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Its rows are written.
+    Rows,
+    /// Nothing: it would open more than `max_open_files` files. The caller sorts the rest of
+    /// the rows by partition ([`super::sorted`]) and writes them with
+    /// [`PartitionedWriter::write_sorted`].
+    TooManyPartitions,
 }
 
 /// Writes the batches of one run under a folder, Hive-partitioned by `partition_by`.
@@ -68,6 +103,8 @@ pub struct PartitionedWriter {
     data_schema: SchemaRef,
     roll: RollPolicy,
     open: HashMap<PartitionKey, OpenFile>,
+    closing: FuturesUnordered<Closing>,
+    writes: u64,
     next_seq: u32,
     files: Vec<Path>,
     rows: u64,
@@ -100,31 +137,63 @@ impl PartitionedWriter {
             data_schema,
             roll,
             open: HashMap::new(),
+            closing: FuturesUnordered::new(),
+            writes: 0,
             next_seq: 0,
             files: Vec::new(),
             rows: 0,
         })
     }
 
-    /// Writes one batch, rolling files as the policy says.
-    pub async fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
+    /// Writes one batch, rolling files as the policy says, unless it would open more files
+    /// than the policy allows.
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<Written, SinkError> {
+        self.write_parts(batch, false).await
+    }
+
+    /// Writes one batch of rows sorted by partition: a partition that is not open closes the
+    /// least recently used file when `max_open_files` are open.
+    pub async fn write_sorted(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
+        self.write_parts(batch, true).await.map(|_| ())
+    }
+
+    async fn write_parts(
+        &mut self,
+        batch: &RecordBatch,
+        evict: bool,
+    ) -> Result<Written, SinkError> {
         if batch.num_rows() == 0 {
-            return Ok(());
+            return Ok(Written::Rows);
         }
         let parts = if self.partition_by.is_empty() {
             vec![(Vec::new(), batch.clone())]
         } else {
             split_by_partition(batch, &self.partition_by).map_err(SinkError::Arrow)?
         };
+        if !evict {
+            let new = parts
+                .iter()
+                .filter(|(key, _)| !self.open.contains_key(key))
+                .count();
+            if new > 0 && self.open.len() + new > self.roll.max_open_files.max(1) {
+                return Ok(Written::TooManyPartitions);
+            }
+        }
+        self.writes += 1;
         for (key, mut part) in parts {
             // A file never holds more than `max_rows_per_file` rows, as Spark's
             // maxRecordsPerFile: a batch that would overfill it is split across files.
             while part.num_rows() > 0 {
                 if !self.open.contains_key(&key) {
+                    if self.open.len() >= self.roll.max_open_files.max(1) {
+                        self.close_least_recently_used().await?;
+                    }
                     let file = self.open_file(&key)?;
                     self.open.insert(key.clone(), file);
                 }
+                let budget = (ROW_GROUP_BUDGET / self.open.len().max(1)).max(MIN_ROW_GROUP_BYTES);
                 let file = self.open.get_mut(&key).expect("inserted above");
+                file.used = self.writes;
                 let room = self.roll.max_rows_per_file.saturating_sub(file.rows).max(1);
                 let take = part
                     .num_rows()
@@ -134,14 +203,46 @@ impl PartitionedWriter {
                 file.writer.write(&head).await.map_err(SinkError::Parquet)?;
                 file.rows += take as u64;
                 self.rows += take as u64;
+                if file.writer.in_progress_size() >= budget {
+                    file.writer.flush().await.map_err(SinkError::Parquet)?;
+                }
                 let stats = OpenFileStats {
                     rows: file.rows,
                     bytes: (file.writer.bytes_written() + file.writer.in_progress_size()) as u64,
                 };
                 if self.roll.should_roll(&stats) {
                     let full = self.open.remove(&key).expect("present");
-                    full.writer.close().await.map_err(SinkError::Parquet)?;
+                    self.close_in_background(full).await?;
                 }
+            }
+        }
+        Ok(Written::Rows)
+    }
+
+    async fn close_least_recently_used(&mut self) -> Result<(), SinkError> {
+        let oldest = self
+            .open
+            .iter()
+            .min_by_key(|(_, file)| file.used)
+            .map(|(key, _)| key.clone());
+        if let Some(file) = oldest.and_then(|key| self.open.remove(&key)) {
+            self.close_in_background(file).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts closing `file`; waits for an earlier close when [`MAX_CLOSING`] are under way.
+    async fn close_in_background(&mut self, file: OpenFile) -> Result<(), SinkError> {
+        self.closing.push(Box::pin(async move {
+            file.writer
+                .close()
+                .await
+                .map(|_| ())
+                .map_err(SinkError::Parquet)
+        }));
+        while self.closing.len() > MAX_CLOSING {
+            if let Some(closed) = self.closing.next().await {
+                closed?;
             }
         }
         Ok(())
@@ -172,26 +273,78 @@ impl PartitionedWriter {
         let writer = AsyncArrowWriter::try_new(object, Arc::clone(&self.data_schema), Some(props))
             .map_err(SinkError::Parquet)?;
         self.files.push(path);
-        Ok(OpenFile { writer, rows: 0 })
+        Ok(OpenFile {
+            writer,
+            rows: 0,
+            used: self.writes,
+        })
     }
 
-    /// Closes every open file. With `schema_file`, a run with no rows still writes one empty
-    /// file, so the table has a schema that readers can load.
-    pub async fn finish(mut self, schema_file: bool) -> Result<WrittenFiles, SinkError> {
+    /// Ends the writing. With `schema_file`, a run with no rows still gets one empty file, so
+    /// the table has a schema that readers can load. The files still open are returned
+    /// unclosed: closing is where HDFS waits (see [`Unclosed`]).
+    pub fn finish(mut self, schema_file: bool) -> Result<(WrittenFiles, Unclosed), SinkError> {
         if self.files.is_empty() && schema_file {
             let key: PartitionKey = self.partition_by.iter().map(|_| None).collect();
             let file = self.open_file(&key)?;
             self.open.insert(key, file);
         }
-        // Closed together: on HDFS each close can wait 500 ms for the NameNode to hear of the
-        // last block (hdfs-native's `complete` retry), so one after another adds up per file.
-        futures::future::try_join_all(self.open.drain().map(|(_, file)| file.writer.close()))
-            .await
-            .map_err(SinkError::Parquet)?;
-        Ok(WrittenFiles {
-            files: self.files,
-            rows: self.rows,
-        })
+        let unclosed = Unclosed {
+            open: self.open.drain().map(|(_, file)| file.writer).collect(),
+            closing: std::mem::take(&mut self.closing),
+        };
+        Ok((
+            WrittenFiles {
+                files: self.files,
+                rows: self.rows,
+            },
+            unclosed,
+        ))
+    }
+}
+
+/// Data files with every row written, not yet closed. On HDFS a close can wait 500 ms for
+/// the NameNode to hear of the file's last block (hdfs-native's `complete` retry), so a run
+/// keeps its files open until its commit and closes them all at once, alongside the commit's
+/// own log entry: one wait per run instead of one per file.
+/// Files closed earlier in the run (rolled or evicted) may still be closing in the background.
+#[derive(Default)]
+pub struct Unclosed {
+    open: Vec<AsyncArrowWriter<BufWriter>>,
+    closing: FuturesUnordered<Closing>,
+}
+
+impl std::fmt::Debug for Unclosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Unclosed({} files, {} closing)",
+            self.open.len(),
+            self.closing.len()
+        )
+    }
+}
+
+impl Unclosed {
+    /// Adds `other`'s files to these.
+    pub fn extend(&mut self, other: Unclosed) {
+        self.open.extend(other.open);
+        self.closing.extend(other.closing);
+    }
+
+    /// Closes every file, together, and waits for those closing already.
+    pub async fn close(mut self) -> Result<(), SinkError> {
+        let open =
+            futures::future::try_join_all(self.open.into_iter().map(AsyncArrowWriter::close));
+        let closing = async {
+            while let Some(closed) = self.closing.next().await {
+                closed?;
+            }
+            Ok::<_, SinkError>(())
+        };
+        let (open, closing) = tokio::join!(open, closing);
+        open.map_err(SinkError::Parquet)?;
+        closing
     }
 }
 
@@ -213,6 +366,7 @@ mod tests {
         let policy = RollPolicy {
             max_rows_per_file: 100,
             max_file_bytes: 1_000,
+            max_open_files: 1,
         };
         assert!(!policy.should_roll(&OpenFileStats {
             rows: 99,
