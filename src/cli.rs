@@ -199,6 +199,12 @@ pub struct JobArgs {
     #[arg(long, value_enum, env = "BNETL_MODE")]
     pub mode: Option<ModeArg>,
 
+    /// The events' schema in Spark's DDL ("event_type STRING, amount BIGINT") or a file holding
+    /// it, instead of inferring it; fields it does not name and values that do not fit go to
+    /// _rescued_data
+    #[arg(long, value_name = "DDL|FILE")]
+    pub schema: Option<String>,
+
     /// What an append does with a column the table does not have yet; values that do not fit
     /// their column's type are always kept in _rescued_data (an overwrite takes the run's schema)
     #[arg(long, value_enum, default_value_t = SchemaEvolutionArg::AddNewColumns, env = "BNETL_SCHEMA_EVOLUTION")]
@@ -322,6 +328,7 @@ impl Default for JobArgs {
             max_file_bytes: crate::sink::RollPolicy::default().max_file_bytes,
             max_open_files: crate::sink::RollPolicy::default().max_open_files,
             mode: None,
+            schema: None,
             schema_evolution: SchemaEvolutionArg::AddNewColumns,
             incremental: false,
         }

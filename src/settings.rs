@@ -2,8 +2,10 @@
 //! A failure here is a usage error (exit 2).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::cli::{GlobalArgs, JobArgs, ModeArg, SchemaEvolutionArg};
+use crate::decode::schema::{EventSchema, parse_ddl};
 use crate::error::{Error, Result};
 use crate::sink::{RollPolicy, SaveMode, SchemaEvolution, TableSpec, Warehouse};
 use crate::source::offsets::OffsetSpec;
@@ -80,6 +82,23 @@ fn save_mode(arg: ModeArg) -> SaveMode {
         ModeArg::ErrorIfExists => SaveMode::ErrorIfExists,
         ModeArg::Ignore => SaveMode::Ignore,
     }
+}
+
+/// `--schema`: a DDL string, or a file holding one.
+fn declared_schema(text: Option<&str>, include_headers: bool) -> Result<Option<Arc<EventSchema>>> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let path = std::path::Path::new(text);
+    let ddl = if path.is_file() {
+        std::fs::read_to_string(path).map_err(Error::io(format!("read --schema {text}")))?
+    } else {
+        text.to_owned()
+    };
+    let columns = parse_ddl(&ddl).map_err(|e| Error::Usage(format!("--schema {text}: {e}")))?;
+    let schema = EventSchema::declared(&columns, include_headers)
+        .map_err(|e| Error::Usage(format!("--schema {text}: {e}")))?;
+    Ok(Some(Arc::new(schema)))
 }
 
 fn schema_evolution(arg: SchemaEvolutionArg) -> SchemaEvolution {
@@ -170,6 +189,8 @@ pub struct JobSettings {
     pub bounds: ReadBounds,
     /// Add the `headers` column.
     pub include_headers: bool,
+    /// The events' schema as `--schema` declares it (none: inferred).
+    pub schema: Option<Arc<EventSchema>>,
     /// What to do when the table exists.
     pub mode: SaveMode,
     /// Start where the table's last commit ended (and append).
@@ -235,6 +256,7 @@ impl JobSettings {
             },
             bounds,
             include_headers: args.include_headers,
+            schema: declared_schema(args.schema.as_deref(), args.include_headers)?,
             mode,
             incremental: args.incremental,
         })

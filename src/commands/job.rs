@@ -203,6 +203,7 @@ async fn stage_run(
         progress.reading("scan", &settings.topic, ranges),
         read_cancel.clone(),
         job.include_headers,
+        job.schema.clone(),
         Some(speculation),
     ));
     let Speculated {
@@ -257,6 +258,7 @@ async fn stage_run(
             progress.reading("read again", &settings.topic, ranges),
             cancel.clone(),
             job.include_headers,
+            job.schema.clone(),
             None,
         )
         .await?;
@@ -450,6 +452,7 @@ async fn scan_topic(
     bars: ReadProgress,
     cancel: CancellationToken,
     include_headers: bool,
+    declared: Option<Arc<EventSchema>>,
     speculation: Option<Speculation>,
 ) -> Result<Scan> {
     let log = settings.log.clone();
@@ -457,7 +460,7 @@ async fn scan_topic(
     let expected = offsets::total_len(&ranges);
     let thread_cancel = cancel.clone();
     let scan = blocking(move || {
-        let mut inference = SchemaInference::default();
+        let mut inference = SchemaInference::new(declared);
         let mut bad = Quarantine::new(&topic);
         let mut found = Vec::new();
         let (mut bytes, mut messages) = (0u64, 0u64);

@@ -133,21 +133,44 @@ impl ColumnBuilder {
         }
     }
 
-    /// Appends one raw JSON value (or null when absent).
-    fn append(&mut self, raw: Option<&RawValue>) {
+    /// Appends one raw JSON value (or null when absent). Returns false when the value does
+    /// not fit the column's type (it is null there): a string for a number, a number for a
+    /// boolean, a fraction for an integer. A string column takes anything.
+    fn append(&mut self, raw: Option<&RawValue>) -> bool {
         let raw = raw.map(RawValue::get).filter(|r| *r != "null");
         match self {
-            ColumnBuilder::Utf8(b) => match raw {
-                None => b.append_null(),
-                Some(r) if r.starts_with('"') => match unquote(r) {
-                    Some(s) => b.append_value(s),
+            ColumnBuilder::Utf8(b) => {
+                match raw {
                     None => b.append_null(),
-                },
-                Some(r) => b.append_value(r),
-            },
-            ColumnBuilder::Int64(b) => b.append_option(raw.and_then(|r| r.parse().ok())),
-            ColumnBuilder::Float64(b) => b.append_option(raw.and_then(|r| r.parse().ok())),
-            ColumnBuilder::Boolean(b) => b.append_option(raw.map(|r| r == "true")),
+                    Some(r) if r.starts_with('"') => match unquote(r) {
+                        Some(s) => b.append_value(s),
+                        None => b.append_null(),
+                    },
+                    Some(r) => b.append_value(r),
+                }
+                true
+            }
+            ColumnBuilder::Int64(b) => {
+                let value = raw.and_then(|r| r.parse().ok());
+                b.append_option(value);
+                raw.is_none() || value.is_some()
+            }
+            ColumnBuilder::Float64(b) => {
+                let value = raw
+                    .filter(|r| !r.starts_with('"'))
+                    .and_then(|r| r.parse::<f64>().ok());
+                b.append_option(value);
+                raw.is_none() || value.is_some()
+            }
+            ColumnBuilder::Boolean(b) => {
+                let value = match raw {
+                    Some("true") => Some(true),
+                    Some("false") => Some(false),
+                    _ => None,
+                };
+                b.append_option(value);
+                raw.is_none() || value.is_some()
+            }
         }
     }
 
@@ -159,6 +182,21 @@ impl ColumnBuilder {
             ColumnBuilder::Boolean(b) => Arc::new(b.finish()),
         }
     }
+}
+
+/// A JSON object of rescued fields, each value as it was in the message.
+fn rescued_json(fields: &[(Cow<'_, str>, &RawValue)]) -> String {
+    let mut object = String::from("{");
+    for (i, (name, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            object.push(',');
+        }
+        object.push_str(&serde_json::Value::String(name.to_string()).to_string());
+        object.push(':');
+        object.push_str(value.get());
+    }
+    object.push('}');
+    object
 }
 
 /// The text of a JSON string literal, unescaped only when it has escapes.
@@ -334,9 +372,12 @@ impl EventDecoder {
             .map(|c| ColumnBuilder::new(c.column_type, rows))
             .collect();
         let mut metadata = MetadataColumns::new(rows, self.schema.include_headers());
+        let rescues = self.schema.rescues();
+        let mut rescued_column = rescues.then(|| StringBuilder::with_capacity(rows, 0));
         let mut slots: Vec<Option<&RawValue>> = vec![None; columns.len()];
         for message in messages {
             slots.iter_mut().for_each(|s| *s = None);
+            let mut rescued: Vec<(Cow<'_, str>, &RawValue)> = Vec::new();
             let mut seen = seen.as_deref_mut();
             let parsed = parse_object(message.value.as_deref(), |name, value| {
                 match (self.schema.column_of(&name), seen.as_deref_mut()) {
@@ -345,8 +386,13 @@ impl EventDecoder {
                         seen.masks[i] |= JsonKind::of_raw(value.get()).bit();
                     }
                     (Some(i), None) => slots[i] = Some(value),
-                    (None, Some(seen)) => seen.new_field = true,
-                    (None, None) => {}
+                    (None, seen) => {
+                        if rescues {
+                            rescued.push((name, value));
+                        } else if let Some(seen) = seen {
+                            seen.new_field = true;
+                        }
+                    }
                 }
             });
             if let Err(error) = parsed {
@@ -355,12 +401,31 @@ impl EventDecoder {
                 }
                 continue;
             }
-            for (builder, slot) in columns.iter_mut().zip(&slots) {
-                builder.append(*slot);
+            for ((builder, slot), column) in columns
+                .iter_mut()
+                .zip(&slots)
+                .zip(&self.schema.json_columns)
+            {
+                if !builder.append(*slot)
+                    && rescues
+                    && let Some(value) = slot
+                {
+                    rescued.push((Cow::Borrowed(column.json_name.as_str()), value));
+                }
+            }
+            if let Some(column) = rescued_column.as_mut() {
+                if rescued.is_empty() {
+                    column.append_null();
+                } else {
+                    column.append_value(rescued_json(&rescued));
+                }
             }
             metadata.append(&self.topic, message);
         }
         let mut arrays: Vec<ArrayRef> = columns.iter_mut().map(ColumnBuilder::finish).collect();
+        if let Some(mut column) = rescued_column {
+            arrays.push(Arc::new(column.finish()));
+        }
         metadata.finish(&mut arrays);
         RecordBatch::try_new(self.schema.arrow(), arrays).map_err(DecodeError::Arrow)
     }

@@ -14,6 +14,12 @@
 //!   (`42`, `true`, `{"a":1}`), as Spark does for a string field. A field that is only ever
 //!   null is `Utf8`. Core columns are always `Utf8`. Conflicts therefore never fail a run.
 //! * **Reserved names**: a JSON field named like a metadata column is renamed `json_<name>`.
+//!
+//! A schema declared with `--schema` (Spark's DDL, [`parse_ddl`]) replaces inference: its
+//! columns in its order (plus the core columns it does not name, as strings), then
+//! [`RESCUED_DATA`], which keeps per event, as a JSON object, every field the schema does not
+//! name and every value that does not fit its column's type (Spark's `from_json` would make
+//! them null). Integer types are read as `BIGINT`, floating types as `DOUBLE`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -105,15 +111,33 @@ impl ColumnType {
     }
 }
 
-/// Collects the kinds seen per field across a read.
+/// The column that keeps, per row, as a JSON object of field name → original value, what does
+/// not fit the schema (Databricks Auto Loader's name): fields a declared schema does not name,
+/// and values that do not fit their column's type here or in a table's committed schema.
+pub const RESCUED_DATA: &str = "_rescued_data";
+
+/// Collects the kinds seen per field across a read; with a declared schema, it observes
+/// nothing and always gives that schema.
 #[derive(Debug, Default, Clone)]
 pub struct SchemaInference {
     kinds: FieldMap<u8>,
+    declared: Option<Arc<EventSchema>>,
 }
 
 impl SchemaInference {
+    /// Inference for a read: over the messages, or none when `declared` is given.
+    pub fn new(declared: Option<Arc<EventSchema>>) -> Self {
+        SchemaInference {
+            kinds: FieldMap::default(),
+            declared,
+        }
+    }
+
     /// Records that field `name` held a value of `kind`.
     pub fn observe(&mut self, name: &str, kind: JsonKind) {
+        if self.declared.is_some() {
+            return;
+        }
         match self.kinds.get_mut(name) {
             Some(mask) => *mask |= kind.bit(),
             None => {
@@ -125,7 +149,7 @@ impl SchemaInference {
     /// Records every kind in `mask` (bits of [`JsonKind::bit`]) for field `name`; an empty mask
     /// records nothing.
     pub fn observe_mask(&mut self, name: &str, mask: u8) {
-        if mask != 0 {
+        if mask != 0 && self.declared.is_none() {
             *self.kinds.entry(name.to_owned()).or_insert(0) |= mask;
         }
     }
@@ -133,6 +157,9 @@ impl SchemaInference {
     /// The schema of everything observed so far.
     /// With `include_headers`, the schema ends with Spark's `headers` column.
     pub fn finish(&self, include_headers: bool) -> EventSchema {
+        if let Some(declared) = &self.declared {
+            return declared.as_ref().clone();
+        }
         let mut fields: BTreeMap<&str, ColumnType> = CORE_COLUMNS
             .iter()
             .map(|&name| (name, ColumnType::Utf8))
@@ -186,14 +213,56 @@ pub struct EventSchema {
     index: FieldMap<usize>,
     arrow: SchemaRef,
     include_headers: bool,
+    rescues: bool,
 }
 
 impl EventSchema {
     fn new(json_columns: Vec<JsonColumn>, include_headers: bool) -> Self {
+        Self::with_rescue(json_columns, include_headers, false)
+    }
+
+    /// The schema of a declared `columns` (from [`parse_ddl`]): those columns, the core
+    /// columns it lacks, then [`RESCUED_DATA`] and the metadata columns.
+    pub fn declared(
+        columns: &[(String, ColumnType)],
+        include_headers: bool,
+    ) -> Result<Self, String> {
+        let mut json_columns: Vec<JsonColumn> = Vec::new();
+        for (name, column_type) in columns {
+            if METADATA_COLUMNS.contains(&name.as_str()) || name == RESCUED_DATA {
+                return Err(format!(
+                    "column {name} is reserved (Kafka's metadata columns and {RESCUED_DATA})"
+                ));
+            }
+            if json_columns.iter().any(|c| c.json_name == *name) {
+                return Err(format!("column {name} is declared twice"));
+            }
+            json_columns.push(JsonColumn {
+                json_name: name.clone(),
+                column: name.clone(),
+                column_type: *column_type,
+            });
+        }
+        for core in CORE_COLUMNS {
+            if !json_columns.iter().any(|c| c.json_name == core) {
+                json_columns.push(JsonColumn {
+                    json_name: core.to_owned(),
+                    column: core.to_owned(),
+                    column_type: ColumnType::Utf8,
+                });
+            }
+        }
+        Ok(Self::with_rescue(json_columns, include_headers, true))
+    }
+
+    fn with_rescue(json_columns: Vec<JsonColumn>, include_headers: bool, rescues: bool) -> Self {
         let mut fields: Vec<Field> = json_columns
             .iter()
             .map(|c| Field::new(&c.column, c.column_type.data_type(), true))
             .collect();
+        if rescues {
+            fields.push(Field::new(RESCUED_DATA, DataType::Utf8, true));
+        }
         fields.extend(metadata_fields(include_headers));
         let index = json_columns
             .iter()
@@ -205,7 +274,14 @@ impl EventSchema {
             index,
             arrow: Arc::new(Schema::new(fields)),
             include_headers,
+            rescues,
         }
+    }
+
+    /// True for a declared schema: fields it does not name and values that do not fit go to
+    /// [`RESCUED_DATA`].
+    pub fn rescues(&self) -> bool {
+        self.rescues
     }
 
     /// Column index of JSON field `name`, if the schema has it.
@@ -222,6 +298,49 @@ impl EventSchema {
     pub fn arrow(&self) -> SchemaRef {
         Arc::clone(&self.arrow)
     }
+}
+
+/// Parses a schema declared in Spark's DDL (`event_type STRING, Host STRING, amount BIGINT`;
+/// backticks quote names such as `` `User-Agent` ``) into columns of the types the decoder
+/// writes.
+pub fn parse_ddl(ddl: &str) -> Result<Vec<(String, ColumnType)>, String> {
+    use datafusion::sql::sqlparser::ast::Statement;
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    let statements = Parser::parse_sql(&GenericDialect {}, &format!("CREATE TABLE t ({ddl})"))
+        .map_err(|e| {
+            format!("not a list of columns such as `event_type STRING, amount BIGINT`: {e}")
+        })?;
+    let [Statement::CreateTable(table)] = statements.as_slice() else {
+        return Err("not a list of columns such as `event_type STRING, amount BIGINT`".into());
+    };
+    if table.columns.is_empty() {
+        return Err("no columns".into());
+    }
+    table
+        .columns
+        .iter()
+        .map(|column| {
+            let text = column.data_type.to_string().to_uppercase();
+            let base = text.split('(').next().unwrap_or_default().trim();
+            let column_type = match base {
+                "STRING" | "VARCHAR" | "CHAR" | "TEXT" | "CHARACTER VARYING" => ColumnType::Utf8,
+                "BIGINT" | "LONG" | "INT" | "INTEGER" | "SMALLINT" | "SHORT" | "TINYINT"
+                | "BYTE" | "INT64" | "INT8" => ColumnType::Int64,
+                "DOUBLE" | "FLOAT" | "REAL" | "DOUBLE PRECISION" | "FLOAT64" | "FLOAT8" => {
+                    ColumnType::Float64
+                }
+                "BOOLEAN" | "BOOL" => ColumnType::Boolean,
+                other => {
+                    return Err(format!(
+                        "column {}: type {other} is not supported (STRING, BIGINT, INT, DOUBLE, FLOAT, BOOLEAN are)",
+                        column.name.value
+                    ));
+                }
+            };
+            Ok((column.name.value.clone(), column_type))
+        })
+        .collect()
 }
 
 fn metadata_fields(include_headers: bool) -> Vec<Field> {
@@ -372,5 +491,43 @@ mod tests {
         assert_eq!(JsonKind::of_raw("true"), JsonKind::Bool);
         assert_eq!(JsonKind::of_raw("null"), JsonKind::Null);
         assert_eq!(JsonKind::of_raw("[1]"), JsonKind::Nested);
+    }
+
+    #[test]
+    fn spark_ddl_declares_columns_of_the_decoders_types() {
+        let columns = parse_ddl(
+            "event_type STRING, `User-Agent` string, n BIGINT, i INT, x DOUBLE, ok BOOLEAN",
+        )
+        .unwrap();
+        assert_eq!(
+            columns,
+            [
+                ("event_type".to_owned(), ColumnType::Utf8),
+                ("User-Agent".to_owned(), ColumnType::Utf8),
+                ("n".to_owned(), ColumnType::Int64),
+                ("i".to_owned(), ColumnType::Int64),
+                ("x".to_owned(), ColumnType::Float64),
+                ("ok".to_owned(), ColumnType::Boolean),
+            ]
+        );
+        assert!(
+            parse_ddl("d DATE")
+                .unwrap_err()
+                .contains("type DATE is not supported")
+        );
+        assert!(parse_ddl("").is_err());
+        let declared = EventSchema::declared(&columns, false).unwrap();
+        assert!(declared.rescues());
+        assert_eq!(declared.arrow().field(8).name(), RESCUED_DATA);
+        assert!(
+            EventSchema::declared(
+                &[
+                    ("n".into(), ColumnType::Utf8),
+                    ("n".into(), ColumnType::Utf8)
+                ],
+                false
+            )
+            .is_err()
+        );
     }
 }

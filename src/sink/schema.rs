@@ -37,9 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use super::SinkError;
 
-/// The column that keeps, per row, the values that did not fit the table's schema: a JSON
-/// object of field name → original value (Auto Loader's name).
-pub const RESCUED_DATA: &str = "_rescued_data";
+pub use crate::decode::schema::RESCUED_DATA;
 
 /// What an append does with columns the table does not have yet (Auto Loader's
 /// `cloudFiles.schemaEvolutionMode`).
