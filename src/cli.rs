@@ -141,21 +141,10 @@ pub struct ProduceArgs {
     pub partitions: i32,
 }
 
-/// Options of the batch jobs (extract, transform, filtered-writes).
+/// Which records of the topic a command reads, and how it decodes them (the jobs, and `sql`
+/// over the `events` table).
 #[derive(Debug, Clone, Args)]
-pub struct JobArgs {
-    /// SQL file to run instead of the shipped query (input table: events)
-    #[arg(long, value_name = "FILE")]
-    pub query: Option<PathBuf>,
-
-    /// Output table name [default: the job's table]
-    #[arg(long)]
-    pub table: Option<String>,
-
-    /// Hive partition columns of the output, outermost first (as Spark's partitionBy)
-    #[arg(long, value_delimiter = ',', value_name = "COLUMN")]
-    pub partition_by: Option<Vec<String>>,
-
+pub struct ReadArgs {
     /// Where to start each partition: earliest, or JSON {"events":{"0":23,"1":-2}} (-2 earliest)
     #[arg(long, default_value = "earliest", value_name = "earliest|JSON")]
     pub starting_offsets: String,
@@ -182,6 +171,31 @@ pub struct JobArgs {
     #[arg(long)]
     pub include_headers: bool,
 
+    /// The events' schema in Spark's DDL ("event_type STRING, amount BIGINT") or a file holding
+    /// it, instead of inferring it; fields it does not name and values that do not fit go to
+    /// _rescued_data
+    #[arg(long, value_name = "DDL|FILE")]
+    pub schema: Option<String>,
+}
+
+/// Options of the batch jobs (extract, transform, filtered-writes).
+#[derive(Debug, Clone, Args)]
+pub struct JobArgs {
+    /// SQL file to run instead of the shipped query (input table: events)
+    #[arg(long, value_name = "FILE")]
+    pub query: Option<PathBuf>,
+
+    /// Output table name [default: the job's table]
+    #[arg(long)]
+    pub table: Option<String>,
+
+    /// Hive partition columns of the output, outermost first (as Spark's partitionBy)
+    #[arg(long, value_delimiter = ',', value_name = "COLUMN")]
+    pub partition_by: Option<Vec<String>>,
+
+    #[command(flatten)]
+    pub read: ReadArgs,
+
     /// Start a new Parquet file after this many rows
     #[arg(long, env = "BNETL_MAX_ROWS_PER_FILE", default_value_t = 4 * 1024 * 1024)]
     pub max_rows_per_file: u64,
@@ -198,12 +212,6 @@ pub struct JobArgs {
     /// Spark's save mode when the table exists [default: overwrite; append with --incremental]
     #[arg(long, value_enum, env = "BNETL_MODE")]
     pub mode: Option<ModeArg>,
-
-    /// The events' schema in Spark's DDL ("event_type STRING, amount BIGINT") or a file holding
-    /// it, instead of inferring it; fields it does not name and values that do not fit go to
-    /// _rescued_data
-    #[arg(long, value_name = "DDL|FILE")]
-    pub schema: Option<String>,
 
     /// What an append does with a column the table does not have yet; values that do not fit
     /// their column's type are always kept in _rescued_data (an overwrite takes the run's schema)
@@ -279,6 +287,11 @@ pub struct SqlArgs {
     /// extension (.parquet, .csv, .json); replaced if it exists, never inside the warehouse
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// What the `events` table (the topic's decoded events, read only when the statement
+    /// names it) holds
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 /// Options of `status`.
@@ -311,6 +324,21 @@ pub struct DemoArgs {
     pub dir: Option<PathBuf>,
 }
 
+impl Default for ReadArgs {
+    /// The defaults clap gives when no option is set.
+    fn default() -> Self {
+        ReadArgs {
+            starting_offsets: "earliest".into(),
+            ending_offsets: "latest".into(),
+            starting_timestamp: None,
+            ending_timestamp: None,
+            fail_on_data_loss: true,
+            include_headers: false,
+            schema: None,
+        }
+    }
+}
+
 impl Default for JobArgs {
     /// The defaults clap gives when no option is set.
     fn default() -> Self {
@@ -318,17 +346,11 @@ impl Default for JobArgs {
             query: None,
             table: None,
             partition_by: None,
-            starting_offsets: "earliest".into(),
-            ending_offsets: "latest".into(),
-            starting_timestamp: None,
-            ending_timestamp: None,
-            fail_on_data_loss: true,
-            include_headers: false,
+            read: ReadArgs::default(),
             max_rows_per_file: crate::sink::RollPolicy::default().max_rows_per_file,
             max_file_bytes: crate::sink::RollPolicy::default().max_file_bytes,
             max_open_files: crate::sink::RollPolicy::default().max_open_files,
             mode: None,
-            schema: None,
             schema_evolution: SchemaEvolutionArg::AddNewColumns,
             incremental: false,
         }

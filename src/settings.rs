@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::cli::{GlobalArgs, JobArgs, ModeArg, SchemaEvolutionArg};
+use crate::cli::{GlobalArgs, JobArgs, ModeArg, ReadArgs, SchemaEvolutionArg};
 use crate::decode::schema::{EventSchema, parse_ddl};
 use crate::error::{Error, Result};
 use crate::sink::{RollPolicy, SaveMode, SchemaEvolution, TableSpec, Warehouse};
@@ -197,9 +197,20 @@ pub struct JobSettings {
     pub incremental: bool,
 }
 
-impl JobSettings {
-    /// Validates a job's options; a missing `--query` file is a usage error.
-    pub fn from_args(job: &JobDefinition, args: &JobArgs, topic: &str) -> Result<Self> {
+/// What to read of the topic and how to decode it, from `ReadArgs`.
+#[derive(Debug, Clone)]
+pub struct ReadSettings {
+    /// Which offsets to read.
+    pub bounds: ReadBounds,
+    /// Add the `headers` column.
+    pub include_headers: bool,
+    /// The events' schema as `--schema` declares it (none: inferred).
+    pub schema: Option<Arc<EventSchema>>,
+}
+
+impl ReadSettings {
+    /// Validates the read options (offsets JSON, timestamps, `--schema`) before any I/O.
+    pub fn from_args(args: &ReadArgs, topic: &str) -> Result<Self> {
         let offsets = |flag: &str, text: &str| {
             OffsetSpec::parse(text, topic)
                 .map_err(|e| Error::Usage(format!("--{flag} {text}: {e}")))
@@ -212,6 +223,22 @@ impl JobSettings {
             fail_on_data_loss: args.fail_on_data_loss,
         };
         bounds.validate().map_err(Error::Usage)?;
+        Ok(ReadSettings {
+            bounds,
+            include_headers: args.include_headers,
+            schema: declared_schema(args.schema.as_deref(), args.include_headers)?,
+        })
+    }
+}
+
+impl JobSettings {
+    /// Validates a job's options; a missing `--query` file is a usage error.
+    pub fn from_args(job: &JobDefinition, args: &JobArgs, topic: &str) -> Result<Self> {
+        let ReadSettings {
+            bounds,
+            include_headers,
+            schema,
+        } = ReadSettings::from_args(&args.read, topic)?;
         let query = Query::load(job.query_name, job.query, args.query.as_deref())?;
         let name = args.table.clone().unwrap_or_else(|| job.table.to_owned());
         validate_table(&name)?;
@@ -255,8 +282,8 @@ impl JobSettings {
                 evolution: schema_evolution(args.schema_evolution),
             },
             bounds,
-            include_headers: args.include_headers,
-            schema: declared_schema(args.schema.as_deref(), args.include_headers)?,
+            include_headers,
+            schema,
             mode,
             incremental: args.incremental,
         })
@@ -300,8 +327,11 @@ mod tests {
     fn read_options_are_checked_before_any_io() {
         let job = crate::commands::extract::JOB;
         let with = |starting: &str, ending: &str| JobArgs {
-            starting_offsets: starting.into(),
-            ending_offsets: ending.into(),
+            read: crate::cli::ReadArgs {
+                starting_offsets: starting.into(),
+                ending_offsets: ending.into(),
+                ..Default::default()
+            },
             ..JobArgs::default()
         };
         let ok = JobSettings::from_args(&job, &with(r#"{"events":{"0":5}}"#, "latest"), "events")

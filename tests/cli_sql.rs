@@ -278,3 +278,51 @@ fn a_query_reads_the_last_complete_version_and_leaves_an_unfinished_commit_to_th
     );
     assert!(!staged.exists());
 }
+
+#[test]
+fn sql_over_the_topic_reads_its_events_within_the_read_options_and_writes_nothing() {
+    let bnetl = Bnetl::new();
+    let seed = std::fs::read(fixture("events/seed.jsonl")).expect("seed events");
+    bnetl.produce(&seed);
+    bnetl.produce(b"not an event\n");
+
+    // No table yet: the topic alone needs no warehouse, and reading it creates none.
+    let by_type = bnetl.sql_csv(
+        "SELECT event_type, COUNT(*) AS n FROM events GROUP BY event_type ORDER BY n DESC, event_type",
+    );
+    assert_eq!(
+        by_type,
+        "event_type,n\ndefault,37\npurchase_shield,29\npurchase_sword,25\npurchase_knife,20\nupgrade_sword,10\nupgrade_shield,7\n"
+    );
+    assert!(!bnetl.warehouse().exists(), "a query wrote the warehouse");
+
+    // The jobs' read options bound the read.
+    let first_ten = bnetl.ok(&[
+        "sql",
+        "--format",
+        "csv",
+        "--ending-offsets",
+        r#"{"events":{"0":10}}"#,
+        "SELECT COUNT(*) AS n, MAX(\"offset\") AS last FROM events",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&first_ten.stdout), "n,last\n10,9\n");
+
+    // With tables: the topic's events and the warehouse's in one statement.
+    bnetl.ok(&["extract"]);
+    assert_eq!(
+        bnetl.sql_numbers(
+            "SELECT COUNT(*) FROM events e JOIN extracted_events x ON e.\"offset\" = x.\"offset\""
+        ),
+        [128]
+    );
+    let err = bnetl.fails(
+        &[
+            "sql",
+            "--starting-offsets",
+            "{bad",
+            "SELECT COUNT(*) FROM events",
+        ],
+        2,
+    );
+    assert!(err.contains("--starting-offsets"), "{err}");
+}

@@ -666,6 +666,59 @@ pub fn read_pipelined(
     })
 }
 
+/// The decoded events of a bounded read of the topic, for `bnetl sql`'s `events` table.
+pub struct TopicEvents {
+    /// Their schema.
+    pub schema: arrow::datatypes::SchemaRef,
+    /// Opens a scan of them (each scan replays the read's spill).
+    pub open: OpenStream,
+    /// Messages read.
+    pub messages: u64,
+    /// Messages that are not JSON objects (not in the events).
+    pub bad_records: u64,
+}
+
+/// Reads `read.bounds` of the topic once, spilling, with the schema inferred over the whole
+/// read (or declared), and returns its events for a query. Writes nothing but the spill.
+pub async fn read_events(
+    settings: &Settings,
+    read: &crate::settings::ReadSettings,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<TopicEvents> {
+    let log = settings.log.clone();
+    let topic = settings.topic.clone();
+    let bounds = read.bounds.clone();
+    let snapshot = blocking(move || source::snapshot(&log, &topic, &bounds)).await??;
+    let ranges = &snapshot.ranges;
+    let scan = scan_topic(
+        settings.clone(),
+        ranges.clone(),
+        progress.reading("read", &settings.topic, ranges),
+        cancel.clone(),
+        read.include_headers,
+        read.schema.clone(),
+        None,
+    )
+    .await?;
+    let spill = scan
+        .spill
+        .clone()
+        .expect("a read without a decode while reading spills");
+    let schema = Arc::new(scan.inference.finish(read.include_headers));
+    let open = events_stream(
+        spill,
+        EventDecoder::new(Arc::clone(&schema), &settings.topic),
+        progress.reading("decode", &settings.topic, ranges),
+    );
+    Ok(TopicEvents {
+        schema: schema.arrow(),
+        open,
+        messages: scan.messages,
+        bad_records: scan.bad.count(),
+    })
+}
+
 /// The decoded events of the run, replayed from its spill on every scan of the table.
 fn events_stream(spill: Spill, decoder: EventDecoder, bars: ReadProgress) -> OpenStream {
     let schema = decoder.schema().arrow();

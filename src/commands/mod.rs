@@ -41,7 +41,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
             }
             Command::Sql(args) => {
                 let settings = Settings::from_args(&cli.global)?;
-                sql::run(&settings, args).await
+                sql::run(&settings, args, &progress, &shutdown).await
             }
             Command::Status(args) => {
                 let settings = Settings::from_args(&cli.global)?;

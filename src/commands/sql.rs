@@ -1,6 +1,8 @@
-//! `bnetl sql`: a statement over the warehouse tables, printed as a table (the first rows, as
-//! Spark's `show()`), CSV or JSON lines, or saved to a file with `--output`. It only reads:
-//! statements that would write are refused (see [`crate::transform::queries`]).
+//! `bnetl sql`: a statement over the warehouse tables, and over `events`, the topic's decoded
+//! events (the jobs' input table: read only when the statement names it, bounded by the read
+//! options), printed as a table (the first rows, as Spark's `show()`), CSV or JSON lines, or
+//! saved to a file with `--output`. It only reads: statements that would write are refused
+//! (see [`crate::transform::queries`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,21 +14,72 @@ use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use crate::cli::{OutputFormat, SqlArgs};
+use crate::commands::job;
 use crate::error::{Error, Result};
-use crate::settings::Settings;
+use crate::progress::Progress;
+use crate::settings::{ReadSettings, Settings};
 use crate::transform::QueryError;
 use crate::transform::queries::Query;
 use crate::transform::session;
+use tokio_util::sync::CancellationToken;
 
-/// Runs `args.query` over the warehouse and prints the result on stdout, or saves it to
-/// `args.output`.
-pub async fn run(settings: &Settings, args: &SqlArgs) -> Result<()> {
+/// The table of the topic's decoded events, as the jobs' queries name it.
+pub const TOPIC_TABLE: &str = "events";
+
+/// True when `sql` parses and names `table` (a statement that does not parse fails later,
+/// with the planner's message).
+fn names_table(ctx: &SessionContext, sql: &str, table: &str) -> bool {
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    state
+        .sql_to_statement(sql, &dialect)
+        .and_then(|statement| state.resolve_table_references(&statement))
+        .is_ok_and(|references| references.iter().any(|r| r.table() == table))
+}
+
+/// Runs `args.query` over the warehouse (and the topic's `events`) and prints the result on
+/// stdout, or saves it to `args.output`.
+pub async fn run(
+    settings: &Settings,
+    args: &SqlArgs,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<()> {
     let output = match &args.output {
         Some(path) => Some(Export::new(path, &settings.warehouse)?),
         None => None,
     };
     let ctx = session::new_context();
-    let tables = session::register_warehouse(&ctx, &settings.warehouse).await?;
+    let reads_topic = names_table(&ctx, &args.query, TOPIC_TABLE);
+    let mut tables = match session::register_warehouse(&ctx, &settings.warehouse).await {
+        Ok(tables) => tables,
+        // A statement over the topic alone needs no warehouse.
+        Err(QueryError::NoWarehouse { .. }) if reads_topic => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    if reads_topic {
+        if tables.iter().any(|t| t == TOPIC_TABLE) {
+            return Err(Error::Usage(format!(
+                "the warehouse has a table named {TOPIC_TABLE}, which is also the name of the topic's events; rename the table"
+            )));
+        }
+        let read = ReadSettings::from_args(&args.read, &settings.topic)?;
+        let events = job::read_events(settings, &read, progress, cancel).await?;
+        tracing::info!(
+            topic = settings.topic,
+            messages = events.messages,
+            "read the topic for the events table"
+        );
+        if events.bad_records > 0 {
+            tracing::warn!(
+                topic = settings.topic,
+                bad_records = events.bad_records,
+                "messages that are not JSON objects are not in events"
+            );
+        }
+        session::register_stream(&ctx, TOPIC_TABLE, events.schema, events.open)?;
+        tables.push(TOPIC_TABLE.to_owned());
+    }
     let frame = plan(&ctx, &args.query, &tables).await?;
     if let Some(output) = output {
         let rows = output.write(frame).await?;
