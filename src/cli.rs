@@ -85,6 +85,9 @@ pub enum Command {
     Transform(JobArgs),
     /// Run queries/filtered_writes.sql (purchases) into purchases, partitioned by event_type
     FilteredWrites(JobArgs),
+    /// Run extract, transform and filtered-writes over one read of the topic (each output
+    /// committed to its own table, exactly once per table with --incremental)
+    Run(RunArgs),
     /// Run SQL over the warehouse tables and print the result
     Sql(SqlArgs),
     /// Show each table's committed offsets per partition, the topic's end and the lag
@@ -220,6 +223,38 @@ pub struct JobArgs {
 
     /// Read from where the table's last commit ended to the current end, and append: every event
     /// lands in the table exactly once across runs, however a run was interrupted
+    #[arg(long)]
+    pub incremental: bool,
+}
+
+/// Options of `run`: the jobs' options that apply to every output.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+
+    /// Start a new Parquet file after this many rows
+    #[arg(long, env = "BNETL_MAX_ROWS_PER_FILE", default_value_t = 4 * 1024 * 1024)]
+    pub max_rows_per_file: u64,
+
+    /// Start a new Parquet file once the current one holds this many encoded bytes
+    #[arg(long, env = "BNETL_MAX_FILE_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub max_file_bytes: u64,
+
+    /// Files open at once while writing, one per partition value
+    #[arg(long, env = "BNETL_MAX_OPEN_FILES", default_value_t = crate::sink::RollPolicy::default().max_open_files, value_name = "N")]
+    pub max_open_files: usize,
+
+    /// What an append does with a column a table does not have yet
+    #[arg(long, value_enum, default_value_t = SchemaEvolutionArg::AddNewColumns, env = "BNETL_SCHEMA_EVOLUTION")]
+    pub schema_evolution: SchemaEvolutionArg,
+
+    /// Spark's save mode of every output table [default: overwrite; append with --incremental]
+    #[arg(long, value_enum, env = "BNETL_MODE")]
+    pub mode: Option<ModeArg>,
+
+    /// Each output reads from where its table's last commit ended: every event lands in every
+    /// table exactly once across runs, however a run was interrupted
     #[arg(long)]
     pub incremental: bool,
 }

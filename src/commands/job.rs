@@ -96,6 +96,35 @@ impl JobSummary {
     }
 }
 
+/// With `--incremental`, the offsets `table` holds per partition (where the run resumes);
+/// `None` without it or for a table with no commit yet. A table whose offsets are unknown, or
+/// that holds another topic, cannot be continued.
+pub fn resume_offsets(
+    job: &JobSettings,
+    table: &sink::TableRun,
+    topic: &str,
+) -> Result<Option<std::collections::BTreeMap<i32, i64>>> {
+    if !job.incremental {
+        return Ok(None);
+    }
+    let name = &job.table.name;
+    if table.untracked() {
+        return Err(Error::Usage(format!(
+            "table {name} has no commit log (written by another tool or an older bnetl), so the offsets it holds are unknown; rewrite it once without --incremental (--mode overwrite), then run --incremental"
+        )));
+    }
+    let Some(base) = table.base() else {
+        return Ok(None);
+    };
+    if base.topic != topic {
+        return Err(Error::Usage(format!(
+            "table {name} holds topic {}; --incremental cannot continue it from topic {topic}",
+            base.topic
+        )));
+    }
+    Ok(Some(base.offsets.clone()))
+}
+
 /// Runs one job over the topic's current contents (or, with `--incremental`, over what the
 /// table has not read yet) and commits its output as the table's next version.
 /// `None`: `--mode ignore` found the table and nothing was read.
@@ -114,23 +143,8 @@ pub async fn run(
         return Ok(None);
     };
     let mut bounds = job.bounds.clone();
-    if job.incremental && table.untracked() {
-        let name = &job.table.name;
-        return Err(Error::Usage(format!(
-            "table {name} has no commit log (written by another tool or an older bnetl), so the offsets it holds are unknown; rewrite it once without --incremental (--mode overwrite), then run --incremental"
-        )));
-    }
-    if job.incremental
-        && let Some(base) = table.base()
-    {
-        if base.topic != settings.topic {
-            let table_name = &job.table.name;
-            return Err(Error::Usage(format!(
-                "table {table_name} holds topic {}; --incremental cannot continue it from topic {}",
-                base.topic, settings.topic
-            )));
-        }
-        bounds.starting = OffsetSpec::Resume(base.offsets.clone());
+    if let Some(holds) = resume_offsets(job, &table, &settings.topic)? {
+        bounds.starting = OffsetSpec::Resume(holds);
     }
     let staged = stage_run(settings, job, &bounds, &mut table, progress, cancel).await;
     let (snapshot, scan) = match staged {
@@ -268,7 +282,7 @@ async fn stage_run(
             .expect("a read without a decode while reading spills");
         tracing::debug!(messages = spill.messages(), "decoding the spill");
         let schema = Arc::new(scan.inference.finish(job.include_headers));
-        let open = events_stream(
+        let open = decode_spill(
             spill,
             EventDecoder::new(Arc::clone(&schema), &settings.topic),
             progress.reading("decode", &settings.topic, ranges),
@@ -283,7 +297,7 @@ async fn stage_run(
 }
 
 /// Runs the job's query over `events` (opened by `open`) and stages its result.
-async fn write_events(
+pub(crate) async fn write_events(
     job: &JobSettings,
     table: &mut sink::TableRun,
     schema: arrow::datatypes::SchemaRef,
@@ -678,6 +692,51 @@ pub struct TopicEvents {
     pub bad_records: u64,
 }
 
+/// A read of some ranges that kept every message (spilled) and what it learned.
+pub(crate) struct Spilled {
+    /// The schema inferred over the read (or the declared one).
+    pub inference: SchemaInference,
+    /// Its bad records.
+    pub bad: Quarantined,
+    /// Messages read.
+    pub messages: u64,
+    /// Bytes of message values read.
+    pub bytes: u64,
+    /// Every message read.
+    pub spill: Spill,
+}
+
+/// Reads `ranges` once, spilling every message, inferring the schema over all of them (or
+/// taking `read.schema`) and keeping the bad records aside.
+pub(crate) async fn scan_once(
+    settings: &Settings,
+    read: &crate::settings::ReadSettings,
+    ranges: &[OffsetRange],
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<Spilled> {
+    let scan = scan_topic(
+        settings.clone(),
+        ranges.to_vec(),
+        progress.reading("read", &settings.topic, ranges),
+        cancel.clone(),
+        read.include_headers,
+        read.schema.clone(),
+        None,
+    )
+    .await?;
+    let spill = scan
+        .spill
+        .expect("a read without a decode while reading spills");
+    Ok(Spilled {
+        inference: scan.inference,
+        bad: scan.bad,
+        messages: scan.messages,
+        bytes: scan.bytes,
+        spill,
+    })
+}
+
 /// Reads `read.bounds` of the topic once, spilling, with the schema inferred over the whole
 /// read (or declared), and returns its events for a query. Writes nothing but the spill.
 pub async fn read_events(
@@ -691,23 +750,10 @@ pub async fn read_events(
     let bounds = read.bounds.clone();
     let snapshot = blocking(move || source::snapshot(&log, &topic, &bounds)).await??;
     let ranges = &snapshot.ranges;
-    let scan = scan_topic(
-        settings.clone(),
-        ranges.clone(),
-        progress.reading("read", &settings.topic, ranges),
-        cancel.clone(),
-        read.include_headers,
-        read.schema.clone(),
-        None,
-    )
-    .await?;
-    let spill = scan
-        .spill
-        .clone()
-        .expect("a read without a decode while reading spills");
+    let scan = scan_once(settings, read, ranges, progress, cancel).await?;
     let schema = Arc::new(scan.inference.finish(read.include_headers));
-    let open = events_stream(
-        spill,
+    let open = decode_spill(
+        scan.spill,
         EventDecoder::new(Arc::clone(&schema), &settings.topic),
         progress.reading("decode", &settings.topic, ranges),
     );
@@ -720,7 +766,7 @@ pub async fn read_events(
 }
 
 /// The decoded events of the run, replayed from its spill on every scan of the table.
-fn events_stream(spill: Spill, decoder: EventDecoder, bars: ReadProgress) -> OpenStream {
+pub(crate) fn decode_spill(spill: Spill, decoder: EventDecoder, bars: ReadProgress) -> OpenStream {
     let schema = decoder.schema().arrow();
     Arc::new(move || {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, DataFusionError>>(4);

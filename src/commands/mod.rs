@@ -6,6 +6,7 @@ pub mod filtered_writes;
 pub mod job;
 pub mod mock_kafka;
 pub mod produce;
+pub mod run;
 pub mod schema;
 pub mod serve;
 pub mod sql;
@@ -47,6 +48,16 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
                 let settings = Settings::from_args(&cli.global)?;
                 status::run(&settings, args).await
             }
+            Command::Run(args) => {
+                let settings = Settings::from_args(&cli.global)?;
+                let summaries = run::run(&settings, args, &progress, &shutdown).await?;
+                if !settings.quiet {
+                    for summary in summaries {
+                        eprintln!("{}", summary.line());
+                    }
+                }
+                Ok(())
+            }
             Command::Schema(args) => {
                 let settings = Settings::from_args(&cli.global)?;
                 schema::run(&settings, args).await
@@ -65,6 +76,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
     if matches!(
         cli.command,
         Command::Serve(_)
+            | Command::Run(_)
             | Command::Extract(_)
             | Command::Transform(_)
             | Command::FilteredWrites(_)

@@ -1,0 +1,179 @@
+//! `bnetl run`: the seed's three outputs from one read of the topic, and exactly-once per
+//! output with `--incremental`, also when runs are killed with SIGKILL between two outputs'
+//! commits.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use support::{Bnetl, fixture};
+
+const TABLES: [&str; 3] = ["extracted_events", "transformed_events", "purchases"];
+
+#[test]
+fn one_run_gives_the_seed_tables_of_the_three_jobs() {
+    let by_jobs = Bnetl::new();
+    let by_run = Bnetl::new();
+    let seed = std::fs::read(fixture("events/seed.jsonl")).expect("seed");
+    for bnetl in [&by_jobs, &by_run] {
+        bnetl.produce(&seed);
+        bnetl.produce(b"not an event\n");
+    }
+    by_jobs.ok(&["extract"]);
+    by_jobs.ok(&["transform"]);
+    by_jobs.ok(&["filtered-writes"]);
+    let output = by_run.ok(&["run"]);
+    let summary = String::from_utf8_lossy(&output.stderr);
+    for table in TABLES {
+        assert!(summary.contains(&format!("-> {table}:")), "{summary}");
+    }
+    for query in [
+        "SELECT event_type, COUNT(*) AS n FROM extracted_events GROUP BY event_type ORDER BY n DESC, event_type",
+        "SELECT Host, COUNT(*) AS n FROM extracted_events GROUP BY Host ORDER BY n DESC, Host",
+        "SELECT action, item, COUNT(*) AS n FROM transformed_events GROUP BY action, item ORDER BY action, item",
+        "SELECT event_type, COUNT(*) AS n FROM purchases GROUP BY event_type ORDER BY event_type",
+        "SELECT COUNT(*) AS n FROM _bad_records GROUP BY table_name ORDER BY table_name",
+    ] {
+        assert_eq!(by_run.sql_csv(query), by_jobs.sql_csv(query), "{query}");
+    }
+    assert_eq!(
+        by_run.sql_numbers("SELECT COUNT(*) FROM purchases"),
+        [74],
+        "the seed's purchases"
+    );
+}
+
+/// Commits of each output table, read without bnetl.
+fn versions(bnetl: &Bnetl) -> [usize; 3] {
+    TABLES.map(|table| {
+        std::fs::read_dir(bnetl.warehouse().join(table).join("_bnetl_log"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    })
+}
+
+#[test]
+fn killed_multi_output_runs_lose_and_duplicate_nothing_in_any_table() {
+    const ROUNDS: usize = 24;
+    const PER_ROUND: usize = 1_000;
+    let seed = std::env::var("BNETL_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        })
+        | 1;
+    eprintln!("kill points seeded with BNETL_KILL_SEED={seed}");
+    let mut rng = seed;
+    let mut below = |n: u64| {
+        rng ^= rng >> 12;
+        rng ^= rng << 25;
+        rng ^= rng >> 27;
+        rng.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    };
+    let bnetl = Bnetl::new();
+    let mut produced = 0usize;
+    let mut bad = 0i64;
+    let mut produce = |n: usize| {
+        let lines: String = (produced..produced + n)
+            .map(|i| {
+                if i % 97 == 0 {
+                    bad += 1;
+                    format!("not json {i}\n")
+                } else {
+                    format!(
+                        "{{\"event_type\":\"purchase_sword\",\"Host\":\"user{}.test\",\"seq\":{i}}}\n",
+                        i % 20
+                    )
+                }
+            })
+            .collect();
+        bnetl.produce(lines.as_bytes());
+        produced += n;
+    };
+    produce(PER_ROUND * 3);
+    let started = Instant::now();
+    bnetl.ok(&["-q", "run", "--incremental"]);
+    let full = started.elapsed().as_micros() as u64;
+    let (mut killed, mut between_outputs) = (0, 0);
+    for round in 0..ROUNDS {
+        produce(PER_ROUND);
+        let before = versions(&bnetl);
+        let mut run = bnetl
+            .cmd(&["-q", "run", "--incremental", "--max-rows-per-file", "200"])
+            .env("BNETL_LOG", "bnetl=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn run");
+        let stderr = run.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let delay = if round % 2 == 0 {
+            below(full * 3 / 2)
+        } else {
+            // Just after the first output published: the next ones are being written.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                if line.contains("published table version") {
+                    break;
+                }
+            }
+            below(full / 3)
+        };
+        std::thread::sleep(Duration::from_micros(delay));
+        run.kill().expect("SIGKILL");
+        if !run.wait().expect("wait").success() {
+            killed += 1;
+            let after = versions(&bnetl);
+            let advanced = after.iter().zip(&before).filter(|(a, b)| a > b).count();
+            if advanced > 0 && advanced < TABLES.len() {
+                between_outputs += 1;
+            }
+        }
+    }
+    eprintln!(
+        "{ROUNDS} rounds (a run took {full} us): {killed} killed, {between_outputs} between two outputs' commits"
+    );
+    assert!(killed >= ROUNDS / 3, "too few runs killed: {killed}");
+    assert!(
+        between_outputs >= 1,
+        "no run was killed between two outputs' commits"
+    );
+
+    bnetl.ok(&["run", "--incremental"]);
+    let good = produced as i64 - bad;
+    for table in TABLES {
+        assert_eq!(
+            bnetl.sql_numbers(&format!(
+                "SELECT COUNT(*), COUNT(DISTINCT seq), COUNT(DISTINCT \"offset\") FROM {table}"
+            )),
+            [good, good, good],
+            "seed {seed}: every event exactly once in {table}"
+        );
+        assert_eq!(
+            bnetl.sql_numbers(&format!(
+                "SELECT COUNT(*), COUNT(DISTINCT \"offset\") FROM _bad_records WHERE table_name = '{table}'"
+            )),
+            [bad, bad],
+            "seed {seed}: every bad record exactly once for {table}"
+        );
+        assert_eq!(bnetl.lag(table), 0, "{table}");
+    }
+}
