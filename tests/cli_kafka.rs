@@ -506,3 +506,31 @@ fn keys_headers_and_timestamps_come_through_as_spark_names_them() {
         "{row}"
     );
 }
+
+#[test]
+fn one_run_and_sql_over_the_topic_read_a_multi_partition_topic_on_the_broker() {
+    let topic = kafka().topic("run", 3);
+    kafka().produce(&topic, &events(0..60, 3));
+    let bnetl = Bnetl::on_topic(&kafka().brokers(), &topic);
+    bnetl.ok(&["run", "--incremental"]);
+    kafka().produce(&topic, &events(60..90, 3));
+    // One table ahead of the others: each output takes only what it lacks.
+    bnetl.ok(&["extract", "--incremental"]);
+    kafka().produce(&topic, &events(90..99, 3));
+    bnetl.ok(&["run", "--incremental"]);
+    for table in ["extracted_events", "transformed_events", "purchases"] {
+        assert_eq!(
+            bnetl.sql_numbers(&format!(
+                "SELECT COUNT(*), COUNT(DISTINCT n), MIN(n), MAX(n) FROM {table}"
+            )),
+            [99, 99, 0, 98],
+            "{table}"
+        );
+        assert_eq!(bnetl.lag(table), 0, "{table}");
+    }
+    // The topic itself, per partition, without a table.
+    assert_eq!(
+        bnetl.sql_csv(r#"SELECT "partition", COUNT(*) AS n FROM events GROUP BY 1 ORDER BY 1"#),
+        "partition,n\n0,33\n1,33\n2,33\n"
+    );
+}
