@@ -1,3 +1,4 @@
+-- bnetl: table=transformed_events
 -- transform: events with the columns analysts ask for first.
 -- Input tables: events (every JSON field of the topic's events, then timestamp, partition, offset)
 -- Output columns: event_date (DATE of the record timestamp, UTC), action ('purchase', 'upgrade',

@@ -230,6 +230,11 @@ pub struct JobArgs {
 /// Options of `run`: the jobs' options that apply to every output.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
+    /// A folder of output files to run instead of the shipped three: each NAME.sql is one
+    /// query over events, headed by `-- bnetl: table=T [partition_by=C,..] [mode=M]`
+    #[arg(long, value_name = "DIR")]
+    pub queries: Option<PathBuf>,
+
     #[command(flatten)]
     pub read: ReadArgs,
 

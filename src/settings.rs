@@ -179,8 +179,8 @@ pub struct JobDefinition {
 /// Validated settings of one batch job.
 #[derive(Debug, Clone)]
 pub struct JobSettings {
-    /// The job.
-    pub name: &'static str,
+    /// The job (or output file) name.
+    pub name: String,
     /// The SQL to run over `events`.
     pub query: Query,
     /// The output table.
@@ -269,7 +269,7 @@ impl JobSettings {
             ));
         }
         Ok(JobSettings {
-            name: job.name,
+            name: job.name.to_owned(),
             query,
             table: TableSpec {
                 name,

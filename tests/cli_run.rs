@@ -177,3 +177,77 @@ fn killed_multi_output_runs_lose_and_duplicate_nothing_in_any_table() {
         assert_eq!(bnetl.lag(table), 0, "{table}");
     }
 }
+
+#[test]
+fn outputs_defined_by_files_are_checked_before_anything_is_read() {
+    let bnetl = Bnetl::new();
+    bnetl.produce(&std::fs::read(fixture("events/seed.jsonl")).expect("seed"));
+    let dir = bnetl.data_dir().join("outputs");
+    std::fs::create_dir_all(&dir).expect("outputs folder");
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).expect("write");
+    write(
+        "by_host.sql",
+        "-- bnetl: table=actions_by_host partition_by=Host\n\
+         SELECT Host, event_type, COUNT(*) AS n FROM events GROUP BY Host, event_type\n",
+    );
+    write(
+        "swords.sql",
+        "-- Sword purchases only.\n-- bnetl: table=swords mode=append\n\
+         SELECT Host, \"offset\" FROM events WHERE event_type = 'purchase_sword'\n",
+    );
+    write("notes.txt", "not a query file\n");
+
+    // Refused before anything is read: nothing is written.
+    write(
+        "broken.sql",
+        "-- bnetl: table=broken\nSELEC * FROM events\n",
+    );
+    let err = bnetl.fails(&["run", "--queries", dir.to_str().expect("utf-8")], 2);
+    assert!(err.contains("broken.sql"), "{err}");
+    std::fs::remove_file(dir.join("broken.sql")).expect("remove");
+    write(
+        "again.sql",
+        "-- bnetl: table=swords\nSELECT * FROM events\n",
+    );
+    let err = bnetl.fails(&["run", "--queries", dir.to_str().expect("utf-8")], 2);
+    assert!(
+        err.contains("again.sql")
+            && err.contains("swords.sql")
+            && err.contains("both write table swords"),
+        "{err}"
+    );
+    write("again.sql", "SELECT * FROM events\n");
+    let err = bnetl.fails(&["run", "--queries", dir.to_str().expect("utf-8")], 2);
+    assert!(
+        err.contains("again.sql") && err.contains("no `-- bnetl: table=NAME`"),
+        "{err}"
+    );
+    std::fs::remove_file(dir.join("again.sql")).expect("remove");
+    assert!(!bnetl.warehouse().exists(), "a refused run wrote something");
+
+    let output = bnetl.ok(&["run", "--queries", dir.to_str().expect("utf-8")]);
+    let summary = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        summary.contains("by_host: ") && summary.contains("swords: "),
+        "{summary}"
+    );
+    assert_eq!(
+        bnetl.sql_numbers("SELECT SUM(n), COUNT(DISTINCT Host) FROM actions_by_host"),
+        [128, 5]
+    );
+    assert!(
+        bnetl
+            .warehouse()
+            .join("actions_by_host/Host=user5.fios.com")
+            .is_dir()
+    );
+    assert_eq!(bnetl.sql_numbers("SELECT COUNT(*) FROM swords"), [25]);
+    // mode=append from the header: a second run adds the same events again.
+    bnetl.ok(&["run", "--queries", dir.to_str().expect("utf-8")]);
+    assert_eq!(bnetl.sql_numbers("SELECT COUNT(*) FROM swords"), [50]);
+    assert_eq!(
+        bnetl.sql_numbers("SELECT SUM(n) FROM actions_by_host"),
+        [128],
+        "overwrite by default"
+    );
+}

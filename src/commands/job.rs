@@ -40,7 +40,7 @@ pub const BATCH_ROWS: usize = 8192;
 #[derive(Debug, Clone)]
 pub struct JobSummary {
     /// The job's name.
-    pub job: &'static str,
+    pub job: String,
     /// The topic read.
     pub topic: String,
     /// The offset ranges read.
@@ -167,7 +167,7 @@ pub async fn run(
             end: r.end,
         })
         .collect();
-    let (commit, written) = table.commit(job.name, &settings.topic, ranges).await?;
+    let (commit, written) = table.commit(&job.name, &settings.topic, ranges).await?;
     if scan.bad.count() > 0 {
         tracing::warn!(
             topic = settings.topic,
@@ -176,7 +176,7 @@ pub async fn run(
         );
     }
     Ok(Some(JobSummary {
-        job: job.name,
+        job: job.name.clone(),
         topic: settings.topic.clone(),
         ranges: snapshot.ranges,
         messages: scan.messages,

@@ -1,8 +1,8 @@
 //! `bnetl run`: the seed's pipeline in one read. The topic is snapshotted and read once
 //! (spilled, as a job's replay is), decoded once into a local Arrow IPC file of events, and
-//! every output (`extract`, `transform`, `filtered-writes`: their shipped queries and tables)
-//! replays that file through its query into its own table, committed as that table's next
-//! version.
+//! every output (`extract`, `transform`, `filtered-writes`: their shipped queries and tables;
+//! or the files of `--queries DIR`, see [`crate::transform::outputs`]) replays that file
+//! through its query into its own table, committed as that table's next version.
 //!
 //! Exactly-once per output: with `--incremental`, the read starts at the smallest offset any
 //! output has not committed, and each output takes only the offsets above its own committed
@@ -27,7 +27,11 @@ use futures::StreamExt;
 use tempfile::NamedTempFile;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{JobArgs, RunArgs};
+use std::path::Path;
+
+use clap::ValueEnum;
+
+use crate::cli::{JobArgs, ModeArg, RunArgs};
 use crate::commands::job::{self, JobSummary};
 use crate::commands::{extract, filtered_writes, transform};
 use crate::decode::{EventDecoder, Quarantined};
@@ -37,6 +41,7 @@ use crate::settings::{JobSettings, Settings};
 use crate::sink::{self, CommittedRange};
 use crate::source::offsets::OffsetSpec;
 use crate::source::{self, OffsetRange};
+use crate::transform::outputs;
 use crate::transform::session::OpenStream;
 
 /// Runs the pipeline's outputs over one read; a summary per output committed.
@@ -58,10 +63,13 @@ pub async fn run(
         incremental: args.incremental,
         ..JobArgs::default()
     };
-    let jobs = [extract::JOB, transform::JOB, filtered_writes::JOB]
-        .iter()
-        .map(|definition| JobSettings::from_args(definition, &job_args, &settings.topic))
-        .collect::<Result<Vec<_>>>()?;
+    let jobs = match &args.queries {
+        None => [extract::JOB, transform::JOB, filtered_writes::JOB]
+            .iter()
+            .map(|definition| JobSettings::from_args(definition, &job_args, &settings.topic))
+            .collect::<Result<Vec<_>>>()?,
+        Some(dir) => output_files(dir, &job_args, &settings.topic)?,
+    };
 
     // Each output's table, and the offsets it already holds (with --incremental).
     let mut outputs = Vec::new();
@@ -137,9 +145,9 @@ pub async fn run(
                 end: r.end,
             })
             .collect();
-        let (commit, written) = table.commit(job.name, &settings.topic, committed).await?;
+        let (commit, written) = table.commit(&job.name, &settings.topic, committed).await?;
         summaries.push(JobSummary {
-            job: job.name,
+            job: job.name.clone(),
             topic: settings.topic.clone(),
             messages: ranges.iter().map(|r| (r.end - r.start) as u64).sum(),
             // The one read's, shared by every output.
@@ -159,6 +167,46 @@ pub async fn run(
         "pipeline run done"
     );
     Ok(summaries)
+}
+
+/// The outputs of the files of `dir`, checked before anything is read.
+fn output_files(dir: &Path, job_args: &JobArgs, topic: &str) -> Result<Vec<JobSettings>> {
+    let files = outputs::load_dir(dir)
+        .map_err(|e| Error::Usage(format!("--queries: {}", crate::error::chain(&e))))?;
+    files
+        .into_iter()
+        .map(|file| {
+            let mode = match file.header.mode.as_deref() {
+                None => job_args.mode,
+                Some(text) => Some(ModeArg::from_str(text, true).map_err(|_| {
+                    Error::Usage(format!(
+                        "{}: mode={text} is not a save mode (overwrite, append, error-if-exists, ignore)",
+                        file.path.display()
+                    ))
+                })?),
+            };
+            let args = JobArgs {
+                query: Some(file.path.clone()),
+                table: Some(file.header.table.clone()),
+                partition_by: Some(file.header.partition_by.clone()),
+                mode,
+                ..job_args.clone()
+            };
+            let definition = crate::settings::JobDefinition {
+                name: "run",
+                query_name: "",
+                query: "",
+                table: "",
+                partition_by: &[],
+            };
+            let mut job = JobSettings::from_args(&definition, &args, topic)?;
+            job.name = file
+                .path
+                .file_stem()
+                .map_or_else(|| "output".into(), |s| s.to_string_lossy().into_owned());
+            Ok(job)
+        })
+        .collect()
 }
 
 /// Where the one read starts: each partition at the smallest offset an output has not
