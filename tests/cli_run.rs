@@ -251,3 +251,38 @@ fn outputs_defined_by_files_are_checked_before_anything_is_read() {
         "overwrite by default"
     );
 }
+
+#[test]
+fn a_schema_that_changes_after_the_first_batch_is_read_again_and_decoded_whole() {
+    let bnetl = Bnetl::new();
+    // The embedded log hands out 8,192 messages a batch: `bonus` first appears in the second.
+    let lines: String = (0..9_000)
+        .map(|i| {
+            if i >= 8_500 {
+                format!("{{\"event_type\":\"purchase_knife\",\"Host\":\"h{i}\",\"bonus\":{i}}}\n")
+            } else {
+                format!("{{\"event_type\":\"purchase_knife\",\"Host\":\"h{i}\"}}\n")
+            }
+        })
+        .collect();
+    bnetl.produce(lines.as_bytes());
+    let output = bnetl
+        .cmd(&["run"])
+        .env("BNETL_LOG", "bnetl=info")
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{}", support::describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("reading again"),
+        "the decode while reading should have been discarded"
+    );
+    for table in TABLES {
+        assert_eq!(
+            bnetl.sql_numbers(&format!(
+                "SELECT COUNT(*), COUNT(bonus), MIN(bonus) FROM {table}"
+            )),
+            [9_000, 500, 8_500],
+            "{table}"
+        );
+    }
+}

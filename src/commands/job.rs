@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::decode::schema::EventSchema;
@@ -735,6 +736,91 @@ pub(crate) async fn scan_once(
         bytes: scan.bytes,
         spill,
     })
+}
+
+/// What [`decode_while_reading`] read, when the first batch's schema held over the whole read.
+pub(crate) struct DecodedRead {
+    /// The schema of every batch handed out (the whole read's, as inference gives it).
+    pub schema: Arc<EventSchema>,
+    /// The read's bad records.
+    pub bad: Quarantined,
+    /// Bytes of message values read.
+    pub bytes: u64,
+}
+
+/// Reads `ranges` once and decodes while reading, with the first batch's schema (or the
+/// declared one), handing each decoded batch to `on_batch` in order, without spilling. `None`
+/// when a later batch would change the schema: what `on_batch` got is then to be discarded,
+/// and the caller reads again ([`scan_once`]).
+pub(crate) async fn decode_while_reading(
+    settings: &Settings,
+    read: &crate::settings::ReadSettings,
+    ranges: &[OffsetRange],
+    progress: &Progress,
+    cancel: &CancellationToken,
+    mut on_batch: impl FnMut(&RecordBatch) -> Result<()>,
+) -> Result<Option<DecodedRead>> {
+    let (speculation, decoded) = Speculation::new();
+    let read_cancel = cancel.child_token();
+    let reading = tokio::spawn(scan_topic(
+        settings.clone(),
+        ranges.to_vec(),
+        progress.reading("read", &settings.topic, ranges),
+        read_cancel.clone(),
+        read.include_headers,
+        read.schema.clone(),
+        Some(speculation),
+    ));
+    let Speculated {
+        schema,
+        batches,
+        complete,
+        broken,
+    } = decoded;
+    let schema = match schema.await {
+        Ok(schema) => {
+            let open = Speculated::open(batches, schema.arrow(), complete, Arc::clone(&broken));
+            let mut stream = open();
+            let mut failed = None;
+            while let Some(batch) = stream.next().await {
+                let handed = batch
+                    .map_err(|e| Error::Io {
+                        action: "decode the events".into(),
+                        source: std::io::Error::other(e),
+                    })
+                    .and_then(|b| on_batch(&b));
+                if let Err(e) = handed {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            if let Some(e) = failed
+                && !broken.load(Ordering::Acquire)
+            {
+                read_cancel.cancel();
+                return match reading.await {
+                    Ok(Err(read_error)) if !matches!(read_error, Error::Interrupted) => {
+                        Err(read_error)
+                    }
+                    _ => Err(e),
+                };
+            }
+            Some(schema)
+        }
+        Err(_) => None,
+    };
+    let scan = reading.await.map_err(|e| Error::Io {
+        action: "finish reading the topic".into(),
+        source: std::io::Error::other(e),
+    })??;
+    match schema {
+        Some(schema) if !broken.load(Ordering::Acquire) => Ok(Some(DecodedRead {
+            schema,
+            bad: scan.bad,
+            bytes: scan.bytes,
+        })),
+        _ => Ok(None),
+    }
 }
 
 /// Reads `read.bounds` of the topic once, spilling, with the schema inferred over the whole

@@ -303,8 +303,52 @@ impl DecodedEvents {
     }
 }
 
-/// Reads `ranges` once (spilling), infers the schema over the whole read (or takes the
-/// declared one) and decodes every event once into a temp Arrow IPC file.
+/// A temp Arrow IPC file of decoded events, being written.
+struct EventsFile {
+    file: NamedTempFile,
+    writer: StreamWriter<BufWriter<File>>,
+}
+
+fn file_error(action: &str, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Io {
+        action: action.to_owned(),
+        source: std::io::Error::other(source),
+    }
+}
+
+impl EventsFile {
+    fn create(schema: &SchemaRef) -> Result<Self> {
+        let file = tempfile::Builder::new()
+            .prefix("bnetl-events-")
+            .suffix(".arrows")
+            .tempfile()
+            .map_err(|e| file_error("create the decoded events file in the temp folder", e))?;
+        let handle: File = file
+            .reopen()
+            .map_err(|e| file_error("open the decoded events file", e))?;
+        let writer = StreamWriter::try_new(BufWriter::with_capacity(1 << 20, handle), schema)
+            .map_err(|e| file_error("start the decoded events file", e))?;
+        Ok(EventsFile { file, writer })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer
+            .write(batch)
+            .map_err(|e| file_error("write the decoded events file", e))
+    }
+
+    fn finish(mut self) -> Result<NamedTempFile> {
+        self.writer
+            .finish()
+            .map_err(|e| file_error("finish the decoded events file", e))?;
+        Ok(self.file)
+    }
+}
+
+/// Reads `ranges` once and decodes every event once into a temp Arrow IPC file: while
+/// reading, with the first batch's schema (or the declared one) as a job does; if a later
+/// batch would change that schema, it reads again, spilling, and decodes with the schema of
+/// the whole read.
 async fn decode_once(
     settings: &Settings,
     read: &crate::settings::ReadSettings,
@@ -312,55 +356,57 @@ async fn decode_once(
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<DecodedEvents> {
-    let scan = job::scan_once(settings, read, ranges, progress, cancel).await?;
-    let schema = Arc::new(scan.inference.finish(read.include_headers));
-    let decoder = EventDecoder::new(Arc::clone(&schema), &settings.topic);
-    let arrow_schema = schema.arrow();
-    let spill_error = |action: &str| {
-        let action = action.to_owned();
-        move |source: std::io::Error| Error::Io { action, source }
+    let mut file: Option<EventsFile> = None;
+    let decoded = job::decode_while_reading(settings, read, ranges, progress, cancel, |batch| {
+        if file.is_none() {
+            file = Some(EventsFile::create(&batch.schema())?);
+        }
+        file.as_mut().expect("created above").write(batch)
+    })
+    .await?;
+    let (schema, file, bad, bytes) = match decoded {
+        Some(done) => {
+            let schema = done.schema.arrow();
+            let file = match file {
+                Some(file) => file,
+                None => EventsFile::create(&schema)?,
+            };
+            (schema, file.finish()?, done.bad, done.bytes)
+        }
+        None => {
+            drop(file);
+            tracing::info!(
+                "the decode while reading is not usable (a batch changed the inferred schema): reading again to decode with the whole schema"
+            );
+            let scan = job::scan_once(settings, read, ranges, progress, cancel).await?;
+            let schema = Arc::new(scan.inference.finish(read.include_headers));
+            let decoder = EventDecoder::new(Arc::clone(&schema), &settings.topic);
+            let arrow_schema = schema.arrow();
+            let mut file = EventsFile::create(&arrow_schema)?;
+            let open = job::decode_spill(
+                scan.spill.clone(),
+                decoder,
+                progress.reading("decode", &settings.topic, ranges),
+            );
+            let mut decoded = open();
+            while let Some(batch) = decoded.next().await {
+                file.write(&batch.map_err(|e| file_error("decode the events", e))?)?;
+            }
+            (arrow_schema, file.finish()?, scan.bad, scan.bytes)
+        }
     };
-    let file = tempfile::Builder::new()
-        .prefix("bnetl-events-")
-        .suffix(".arrows")
-        .tempfile()
-        .map_err(spill_error(
-            "create the decoded events file in the temp folder",
-        ))?;
-    let handle: File = file
-        .reopen()
-        .map_err(spill_error("open the decoded events file"))?;
-    let mut writer =
-        StreamWriter::try_new(BufWriter::with_capacity(1 << 20, handle), &arrow_schema)
-            .map_err(|e| spill_error("start the decoded events file")(std::io::Error::other(e)))?;
-    let open = job::decode_spill(
-        scan.spill.clone(),
-        decoder,
-        progress.reading("decode", &settings.topic, ranges),
-    );
-    let mut decoded = open();
-    while let Some(batch) = decoded.next().await {
-        let batch =
-            batch.map_err(|e| spill_error("decode the events")(std::io::Error::other(e)))?;
-        writer
-            .write(&batch)
-            .map_err(|e| spill_error("write the decoded events file")(std::io::Error::other(e)))?;
-    }
-    writer
-        .finish()
-        .map_err(|e| spill_error("finish the decoded events file")(std::io::Error::other(e)))?;
     let index = |name: &str| {
-        arrow_schema
+        schema
             .index_of(name)
-            .map_err(|e| spill_error("find the metadata columns")(std::io::Error::other(e)))
+            .map_err(|e| file_error("find the metadata columns", e))
     };
     Ok(DecodedEvents {
         partition_at: index("partition")?,
         offset_at: index("offset")?,
-        schema: arrow_schema,
+        schema,
         file: Arc::new(file),
-        bad: scan.bad,
-        bytes: scan.bytes,
+        bad,
+        bytes,
     })
 }
 
