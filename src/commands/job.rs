@@ -210,57 +210,20 @@ async fn stage_run(
     // Decode and write while reading, with the schema inferred from the first batch; if a later
     // batch would change the inferred schema, that output is discarded and the run reads again,
     // spilling, then decodes the spill with the schema of the whole read (the same result).
-    let (speculation, decoded) = Speculation::new();
-    let read_cancel = cancel.child_token();
-    let read = tokio::spawn(scan_topic(
-        settings.clone(),
-        ranges.clone(),
-        progress.reading("scan", &settings.topic, ranges),
-        read_cancel.clone(),
+    let staging = &mut *table;
+    let (scan, decoded) = speculate(
+        settings,
+        ranges,
         job.include_headers,
         job.schema.clone(),
-        Some(speculation),
-    ));
-    let Speculated {
-        schema,
-        batches,
-        complete,
-        broken,
-    } = decoded;
-    let speculated = match schema.await {
-        Ok(schema) => {
-            let open = Speculated::open(batches, schema.arrow(), complete, Arc::clone(&broken));
-            let written = write_events(job, table, schema.arrow(), open, progress, cancel).await;
-            match written {
-                Ok(()) => Some(broken),
-                Err(e) if broken.load(Ordering::Acquire) => {
-                    tracing::debug!(error = %crate::error::chain(&e), "speculative decode discarded");
-                    Some(broken)
-                }
-                Err(e) => {
-                    // A read that failed ends the decoded stream early: its error is the cause.
-                    read_cancel.cancel();
-                    return match read.await {
-                        Ok(Err(read_error)) if !matches!(read_error, Error::Interrupted) => {
-                            Err(read_error)
-                        }
-                        _ => Err(e),
-                    };
-                }
-            }
-        }
-        // The read ended before its first batch: nothing was speculated.
-        Err(_) => None,
-    };
-    let scan = read.await.map_err(|e| Error::Io {
-        action: "finish reading the topic".into(),
-        source: std::io::Error::other(e),
-    })??;
-    let replay = speculated
-        .as_ref()
-        .is_none_or(|broken| broken.load(Ordering::Acquire));
+        progress.reading("scan", &settings.topic, ranges),
+        cancel,
+        move |schema, open| write_events(job, staging, schema.arrow(), open, progress, cancel),
+    )
+    .await?;
+    let replay = !matches!(decoded, Decoded::Served(_));
     let scan = if replay {
-        if speculated.is_some() {
+        if matches!(decoded, Decoded::Discarded) {
             tracing::info!(
                 "the decode while reading is not usable (a batch changed the inferred schema, or the query reads events twice): reading again to decode with the whole schema"
             );
@@ -760,15 +723,75 @@ pub(crate) async fn decode_while_reading(
     cancel: &CancellationToken,
     mut on_batch: impl FnMut(&RecordBatch) -> Result<()>,
 ) -> Result<Option<DecodedRead>> {
-    let (speculation, decoded) = Speculation::new();
-    let read_cancel = cancel.child_token();
-    let reading = tokio::spawn(scan_topic(
-        settings.clone(),
-        ranges.to_vec(),
-        progress.reading("read", &settings.topic, ranges),
-        read_cancel.clone(),
+    let (scan, decoded) = speculate(
+        settings,
+        ranges,
         read.include_headers,
         read.schema.clone(),
+        progress.reading("read", &settings.topic, ranges),
+        cancel,
+        move |_, open| async move {
+            let mut stream = open();
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(|e| Error::Io {
+                    action: "decode the events".into(),
+                    source: std::io::Error::other(e),
+                })?;
+                on_batch(&batch)?;
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(match decoded {
+        Decoded::Served(schema) => Some(DecodedRead {
+            schema,
+            bad: scan.bad,
+            bytes: scan.bytes,
+        }),
+        Decoded::Discarded | Decoded::Nothing => None,
+    })
+}
+
+/// How a decode while reading ended.
+#[derive(Debug, Clone)]
+enum Decoded {
+    /// Every event was decoded with this schema, the whole read's.
+    Served(Arc<EventSchema>),
+    /// A batch would have changed the schema (or the consumer read the events twice): what was
+    /// consumed is to be discarded.
+    Discarded,
+    /// The read ended before its first batch.
+    Nothing,
+}
+
+/// Reads `ranges` once and decodes while reading, with the first batch's schema (or
+/// `declared`), handing the decoded events to `consume` as a stream that can be opened once.
+/// The speculative-decode rules live here: a later batch that would change the schema breaks
+/// the decode ([`Decoded::Discarded`]); a `consume` error while the decode still holds is the
+/// run's error, unless the read failed first (its error is the cause).
+async fn speculate<F, Fut>(
+    settings: &Settings,
+    ranges: &[OffsetRange],
+    include_headers: bool,
+    declared: Option<Arc<EventSchema>>,
+    bars: ReadProgress,
+    cancel: &CancellationToken,
+    consume: F,
+) -> Result<(Scan, Decoded)>
+where
+    F: FnOnce(Arc<EventSchema>, OpenStream) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let (speculation, decoded) = Speculation::new();
+    let read_cancel = cancel.child_token();
+    let read = tokio::spawn(scan_topic(
+        settings.clone(),
+        ranges.to_vec(),
+        bars,
+        read_cancel.clone(),
+        include_headers,
+        declared,
         Some(speculation),
     ));
     let Speculated {
@@ -777,50 +800,40 @@ pub(crate) async fn decode_while_reading(
         complete,
         broken,
     } = decoded;
-    let schema = match schema.await {
+    let served = match schema.await {
         Ok(schema) => {
             let open = Speculated::open(batches, schema.arrow(), complete, Arc::clone(&broken));
-            let mut stream = open();
-            let mut failed = None;
-            while let Some(batch) = stream.next().await {
-                let handed = batch
-                    .map_err(|e| Error::Io {
-                        action: "decode the events".into(),
-                        source: std::io::Error::other(e),
-                    })
-                    .and_then(|b| on_batch(&b));
-                if let Err(e) = handed {
-                    failed = Some(e);
-                    break;
+            match consume(Arc::clone(&schema), open).await {
+                Ok(()) => Some(schema),
+                Err(e) if broken.load(Ordering::Acquire) => {
+                    tracing::debug!(error = %crate::error::chain(&e), "speculative decode discarded");
+                    Some(schema)
+                }
+                Err(e) => {
+                    // A read that failed ends the decoded stream early: its error is the cause.
+                    read_cancel.cancel();
+                    return match read.await {
+                        Ok(Err(read_error)) if !matches!(read_error, Error::Interrupted) => {
+                            Err(read_error)
+                        }
+                        _ => Err(e),
+                    };
                 }
             }
-            if let Some(e) = failed
-                && !broken.load(Ordering::Acquire)
-            {
-                read_cancel.cancel();
-                return match reading.await {
-                    Ok(Err(read_error)) if !matches!(read_error, Error::Interrupted) => {
-                        Err(read_error)
-                    }
-                    _ => Err(e),
-                };
-            }
-            Some(schema)
         }
+        // The read ended before its first batch: nothing was speculated.
         Err(_) => None,
     };
-    let scan = reading.await.map_err(|e| Error::Io {
+    let scan = read.await.map_err(|e| Error::Io {
         action: "finish reading the topic".into(),
         source: std::io::Error::other(e),
     })??;
-    match schema {
-        Some(schema) if !broken.load(Ordering::Acquire) => Ok(Some(DecodedRead {
-            schema,
-            bad: scan.bad,
-            bytes: scan.bytes,
-        })),
-        _ => Ok(None),
-    }
+    let decoded = match served {
+        None => Decoded::Nothing,
+        Some(_) if broken.load(Ordering::Acquire) => Decoded::Discarded,
+        Some(schema) => Decoded::Served(schema),
+    };
+    Ok((scan, decoded))
 }
 
 /// Reads `read.bounds` of the topic once, spilling, with the schema inferred over the whole
