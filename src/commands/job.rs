@@ -1,12 +1,15 @@
-//! The batch job pipeline shared by extract, transform and filtered-writes:
-//! snapshot the topic → read once (infer the schema, quarantine bad records, spill) → SQL over
-//! the decoded `events` → Parquet files staged → committed with the bad records.
+//! The batch job pipeline shared by extract, transform and filtered-writes (and the reading
+//! half of `bnetl run` and of `sql` over the topic): snapshot the topic → read (infer the
+//! schema, quarantine bad records) → SQL over the decoded `events` → Parquet files staged →
+//! committed with the bad records.
 //!
-//! The decode runs while the topic is read, with the schema inferred from the first batch, so
-//! reading, decoding and encoding overlap. Every later batch is checked against it: if one would
+//! The decode runs while the topic is read, with the schema inferred from the first batch (or
+//! the declared one), so reading, decoding and encoding overlap; nothing is spilled
+//! ([`speculate`] holds the rules). Every later batch is checked against it: if one would
 //! change the schema inferred over the whole read (a new field, a wider type), or the query
-//! reads `events` twice, that output is discarded and the spill is decoded again with the whole
-//! read's schema. Either way the table is the one a two-pass read gives.
+//! reads `events` twice, that output is discarded and the run reads the same offsets again,
+//! spilling them ([`crate::source::spill`]), and decodes the spill with the whole read's
+//! schema. Either way the table is the one a two-pass read gives.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
