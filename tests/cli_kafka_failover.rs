@@ -13,6 +13,16 @@ use std::time::{Duration, Instant};
 use support::Bnetl;
 use support::kafka::KafkaCluster;
 
+/// One three-node cluster at a time: two (six JVMs) on a two-core machine starved the nodes'
+/// heartbeats, and a partition once had no new leader 60 s after its leader was killed.
+static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// One request of the load: its id, when it was sent, and the status it got (0: no answer).
 #[derive(Debug, Clone)]
 struct Sent {
@@ -44,6 +54,7 @@ fn get(addr: &str, path: &str, id: &str) -> u16 {
 
 #[test]
 fn killing_a_partition_leader_under_load_loses_and_duplicates_no_acknowledged_event() {
+    let _turn = one_cluster_at_a_time();
     let cluster = KafkaCluster::start(3);
     let topic = cluster.topic_with("failover", 1, &[("min.insync.replicas", "2")]);
     let bnetl = Bnetl::on_topic(&cluster.brokers(), &topic);
@@ -158,6 +169,7 @@ fn killing_a_partition_leader_under_load_loses_and_duplicates_no_acknowledged_ev
 
 #[test]
 fn a_broker_killed_during_extract_yields_exactly_the_topic_or_a_clear_failure() {
+    let _turn = one_cluster_at_a_time();
     let cluster = KafkaCluster::start(3);
     let topic = cluster.topic_with("extract-failover", 3, &[("min.insync.replicas", "2")]);
     const EVENTS: usize = 150_000;
