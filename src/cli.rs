@@ -181,6 +181,37 @@ pub struct ReadArgs {
     pub schema: Option<String>,
 }
 
+/// How the jobs (and each output of `run`) write their tables.
+#[derive(Debug, Clone, Args)]
+pub struct WriteArgs {
+    /// Start a new Parquet file after this many rows
+    #[arg(long, env = "BNETL_MAX_ROWS_PER_FILE", default_value_t = 4 * 1024 * 1024)]
+    pub max_rows_per_file: u64,
+
+    /// Start a new Parquet file once the current one holds this many encoded bytes
+    #[arg(long, env = "BNETL_MAX_FILE_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub max_file_bytes: u64,
+
+    /// Files open at once while writing, one per partition value (Spark's
+    /// maxConcurrentOutputFileWriters); past it the rest of the rows are sorted by partition
+    #[arg(long, env = "BNETL_MAX_OPEN_FILES", default_value_t = crate::sink::RollPolicy::default().max_open_files, value_name = "N")]
+    pub max_open_files: usize,
+
+    /// Spark's save mode when a table exists [default: overwrite; append with --incremental]
+    #[arg(long, value_enum, env = "BNETL_MODE")]
+    pub mode: Option<ModeArg>,
+
+    /// What an append does with a column the table does not have yet; values that do not fit
+    /// their column's type are always kept in _rescued_data (an overwrite takes the run's schema)
+    #[arg(long, value_enum, default_value_t = SchemaEvolutionArg::AddNewColumns, env = "BNETL_SCHEMA_EVOLUTION")]
+    pub schema_evolution: SchemaEvolutionArg,
+
+    /// Read from where each table's last commit ended to the current end, and append: every
+    /// event lands in each table exactly once across runs, however a run was interrupted
+    #[arg(long)]
+    pub incremental: bool,
+}
+
 /// Options of the batch jobs (extract, transform, filtered-writes).
 #[derive(Debug, Clone, Args)]
 pub struct JobArgs {
@@ -199,32 +230,8 @@ pub struct JobArgs {
     #[command(flatten)]
     pub read: ReadArgs,
 
-    /// Start a new Parquet file after this many rows
-    #[arg(long, env = "BNETL_MAX_ROWS_PER_FILE", default_value_t = 4 * 1024 * 1024)]
-    pub max_rows_per_file: u64,
-
-    /// Start a new Parquet file once the current one holds this many encoded bytes
-    #[arg(long, env = "BNETL_MAX_FILE_BYTES", default_value_t = 512 * 1024 * 1024)]
-    pub max_file_bytes: u64,
-
-    /// Files open at once while writing, one per partition value (Spark's
-    /// maxConcurrentOutputFileWriters); past it the rest of the rows are sorted by partition
-    #[arg(long, env = "BNETL_MAX_OPEN_FILES", default_value_t = crate::sink::RollPolicy::default().max_open_files, value_name = "N")]
-    pub max_open_files: usize,
-
-    /// Spark's save mode when the table exists [default: overwrite; append with --incremental]
-    #[arg(long, value_enum, env = "BNETL_MODE")]
-    pub mode: Option<ModeArg>,
-
-    /// What an append does with a column the table does not have yet; values that do not fit
-    /// their column's type are always kept in _rescued_data (an overwrite takes the run's schema)
-    #[arg(long, value_enum, default_value_t = SchemaEvolutionArg::AddNewColumns, env = "BNETL_SCHEMA_EVOLUTION")]
-    pub schema_evolution: SchemaEvolutionArg,
-
-    /// Read from where the table's last commit ended to the current end, and append: every event
-    /// lands in the table exactly once across runs, however a run was interrupted
-    #[arg(long)]
-    pub incremental: bool,
+    #[command(flatten)]
+    pub write: WriteArgs,
 }
 
 /// Options of `run`: the jobs' options that apply to every output.
@@ -238,30 +245,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub read: ReadArgs,
 
-    /// Start a new Parquet file after this many rows
-    #[arg(long, env = "BNETL_MAX_ROWS_PER_FILE", default_value_t = 4 * 1024 * 1024)]
-    pub max_rows_per_file: u64,
-
-    /// Start a new Parquet file once the current one holds this many encoded bytes
-    #[arg(long, env = "BNETL_MAX_FILE_BYTES", default_value_t = 512 * 1024 * 1024)]
-    pub max_file_bytes: u64,
-
-    /// Files open at once while writing, one per partition value
-    #[arg(long, env = "BNETL_MAX_OPEN_FILES", default_value_t = crate::sink::RollPolicy::default().max_open_files, value_name = "N")]
-    pub max_open_files: usize,
-
-    /// What an append does with a column a table does not have yet
-    #[arg(long, value_enum, default_value_t = SchemaEvolutionArg::AddNewColumns, env = "BNETL_SCHEMA_EVOLUTION")]
-    pub schema_evolution: SchemaEvolutionArg,
-
-    /// Spark's save mode of every output table [default: overwrite; append with --incremental]
-    #[arg(long, value_enum, env = "BNETL_MODE")]
-    pub mode: Option<ModeArg>,
-
-    /// Each output reads from where its table's last commit ended: every event lands in every
-    /// table exactly once across runs, however a run was interrupted
-    #[arg(long)]
-    pub incremental: bool,
+    #[command(flatten)]
+    pub write: WriteArgs,
 }
 
 /// Spark's save modes, as `--mode` spells them.
@@ -387,9 +372,19 @@ impl Default for JobArgs {
             table: None,
             partition_by: None,
             read: ReadArgs::default(),
-            max_rows_per_file: crate::sink::RollPolicy::default().max_rows_per_file,
-            max_file_bytes: crate::sink::RollPolicy::default().max_file_bytes,
-            max_open_files: crate::sink::RollPolicy::default().max_open_files,
+            write: WriteArgs::default(),
+        }
+    }
+}
+
+impl Default for WriteArgs {
+    /// The defaults clap gives when no option is set.
+    fn default() -> Self {
+        let roll = crate::sink::RollPolicy::default();
+        WriteArgs {
+            max_rows_per_file: roll.max_rows_per_file,
+            max_file_bytes: roll.max_file_bytes,
+            max_open_files: roll.max_open_files,
             mode: None,
             schema_evolution: SchemaEvolutionArg::AddNewColumns,
             incremental: false,

@@ -9,6 +9,7 @@ mod server;
 mod settings;
 mod sink;
 mod source;
+mod temp_ipc;
 mod transform;
 
 use std::io::IsTerminal;

@@ -246,13 +246,16 @@ impl JobSettings {
             .partition_by
             .clone()
             .unwrap_or_else(|| job.partition_by.iter().map(|c| (*c).to_owned()).collect());
-        if args.max_rows_per_file == 0 || args.max_file_bytes == 0 || args.max_open_files == 0 {
+        if args.write.max_rows_per_file == 0
+            || args.write.max_file_bytes == 0
+            || args.write.max_open_files == 0
+        {
             return Err(Error::Usage(
                 "--max-rows-per-file, --max-file-bytes and --max-open-files must be at least 1"
                     .into(),
             ));
         }
-        let mode = match (args.incremental, args.mode.map(save_mode)) {
+        let mode = match (args.write.incremental, args.write.mode.map(save_mode)) {
             (false, mode) => mode.unwrap_or(SaveMode::Overwrite),
             (true, None | Some(SaveMode::Append)) => SaveMode::Append,
             (true, Some(mode)) => {
@@ -261,7 +264,7 @@ impl JobSettings {
                 )));
             }
         };
-        if args.incremental
+        if args.write.incremental
             && (bounds.starting != OffsetSpec::Earliest || bounds.starting_timestamp.is_some())
         {
             return Err(Error::Usage(
@@ -275,17 +278,17 @@ impl JobSettings {
                 name,
                 partition_by,
                 roll: RollPolicy {
-                    max_rows_per_file: args.max_rows_per_file,
-                    max_file_bytes: args.max_file_bytes,
-                    max_open_files: args.max_open_files,
+                    max_rows_per_file: args.write.max_rows_per_file,
+                    max_file_bytes: args.write.max_file_bytes,
+                    max_open_files: args.write.max_open_files,
                 },
-                evolution: schema_evolution(args.schema_evolution),
+                evolution: schema_evolution(args.write.schema_evolution),
             },
             bounds,
             include_headers,
             schema,
             mode,
-            incremental: args.incremental,
+            incremental: args.write.incremental,
         })
     }
 }

@@ -100,6 +100,18 @@ impl JobSummary {
     }
 }
 
+/// The ranges a commit records for the offsets read.
+pub(crate) fn committed(ranges: &[OffsetRange]) -> Vec<CommittedRange> {
+    ranges
+        .iter()
+        .map(|r| CommittedRange {
+            partition: r.partition,
+            start: r.start,
+            end: r.end,
+        })
+        .collect()
+}
+
 /// With `--incremental`, the offsets `table` holds per partition (where the run resumes);
 /// `None` without it or for a table with no commit yet. A table whose offsets are unknown, or
 /// that holds another topic, cannot be continued.
@@ -162,16 +174,9 @@ pub async fn run(
         table.abort().await;
         return Err(Error::Interrupted);
     }
-    let ranges = snapshot
-        .ranges
-        .iter()
-        .map(|r| CommittedRange {
-            partition: r.partition,
-            start: r.start,
-            end: r.end,
-        })
-        .collect();
-    let (commit, written) = table.commit(&job.name, &settings.topic, ranges).await?;
+    let (commit, written) = table
+        .commit(&job.name, &settings.topic, committed(&snapshot.ranges))
+        .await?;
     if scan.bad.count() > 0 {
         tracing::warn!(
             topic = settings.topic,

@@ -12,24 +12,21 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::BufWriter;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Int32Type, Int64Type, SchemaRef};
-use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
+use clap::ValueEnum;
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 use tempfile::NamedTempFile;
 use tokio_util::sync::CancellationToken;
-
-use std::path::Path;
-
-use clap::ValueEnum;
 
 use crate::cli::{JobArgs, ModeArg, RunArgs};
 use crate::commands::job::{self, JobSummary};
@@ -38,9 +35,10 @@ use crate::decode::{EventDecoder, Quarantined};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::settings::{JobSettings, Settings};
-use crate::sink::{self, CommittedRange};
+use crate::sink;
 use crate::source::offsets::OffsetSpec;
 use crate::source::{self, OffsetRange};
+use crate::temp_ipc;
 use crate::transform::outputs;
 use crate::transform::session::OpenStream;
 
@@ -55,12 +53,7 @@ pub async fn run(
     let run_id = uuid::Uuid::now_v7().to_string();
     let job_args = JobArgs {
         read: args.read.clone(),
-        max_rows_per_file: args.max_rows_per_file,
-        max_file_bytes: args.max_file_bytes,
-        max_open_files: args.max_open_files,
-        mode: args.mode,
-        schema_evolution: args.schema_evolution,
-        incremental: args.incremental,
+        write: args.write.clone(),
         ..JobArgs::default()
     };
     let jobs = match &args.queries {
@@ -90,7 +83,7 @@ pub async fn run(
         return Ok(Vec::new());
     }
     let mut bounds = jobs[0].bounds.clone();
-    if args.incremental {
+    if args.write.incremental {
         bounds.starting = read_start(outputs.iter().map(|(_, _, holds)| holds.as_ref()));
     }
 
@@ -137,15 +130,9 @@ pub async fn run(
             table.abort().await;
             return Err(Error::Interrupted);
         }
-        let committed: Vec<CommittedRange> = ranges
-            .iter()
-            .map(|r| CommittedRange {
-                partition: r.partition,
-                start: r.start,
-                end: r.end,
-            })
-            .collect();
-        let (commit, written) = table.commit(&job.name, &settings.topic, committed).await?;
+        let (commit, written) = table
+            .commit(&job.name, &settings.topic, job::committed(&ranges))
+            .await?;
         summaries.push(JobSummary {
             job: job.name.clone(),
             topic: settings.topic.clone(),
@@ -177,7 +164,7 @@ fn output_files(dir: &Path, job_args: &JobArgs, topic: &str) -> Result<Vec<JobSe
         .into_iter()
         .map(|file| {
             let mode = match file.header.mode.as_deref() {
-                None => job_args.mode,
+                None => job_args.write.mode,
                 Some(text) => Some(ModeArg::from_str(text, true).map_err(|_| {
                     Error::Usage(format!(
                         "{}: mode={text} is not a save mode (overwrite, append, error-if-exists, ignore)",
@@ -189,7 +176,10 @@ fn output_files(dir: &Path, job_args: &JobArgs, topic: &str) -> Result<Vec<JobSe
                 query: Some(file.path.clone()),
                 table: Some(file.header.table.clone()),
                 partition_by: Some(file.header.partition_by.clone()),
-                mode,
+                write: crate::cli::WriteArgs {
+                    mode,
+                    ..job_args.write.clone()
+                },
                 ..job_args.clone()
             };
             let definition = crate::settings::JobDefinition {
@@ -281,13 +271,8 @@ impl DecodedEvents {
         let (schema, file) = (Arc::clone(&self.schema), Arc::clone(&self.file));
         let (partition_at, offset_at) = (self.partition_at, self.offset_at);
         Arc::new(move || {
-            let batches = file
-                .reopen()
-                .map_err(|e| DataFusionError::External(Box::new(e)))
-                .and_then(|handle| {
-                    StreamReader::try_new(BufReader::with_capacity(1 << 20, handle), None)
-                        .map_err(DataFusionError::from)
-                });
+            let batches = temp_ipc::read(&file, "the decoded events file")
+                .map_err(|e| DataFusionError::External(e.source));
             let holds = holds.clone();
             let stream: futures::stream::BoxStream<'static, _> = match batches {
                 Ok(reader) => futures::stream::iter(reader.map(move |batch| {
@@ -316,18 +301,17 @@ fn file_error(action: &str, source: impl std::error::Error + Send + Sync + 'stat
     }
 }
 
+fn from_temp_ipc(e: temp_ipc::TempIpcError) -> Error {
+    Error::Io {
+        action: e.action,
+        source: std::io::Error::other(e.source),
+    }
+}
+
 impl EventsFile {
     fn create(schema: &SchemaRef) -> Result<Self> {
-        let file = tempfile::Builder::new()
-            .prefix("bnetl-events-")
-            .suffix(".arrows")
-            .tempfile()
-            .map_err(|e| file_error("create the decoded events file in the temp folder", e))?;
-        let handle: File = file
-            .reopen()
-            .map_err(|e| file_error("open the decoded events file", e))?;
-        let writer = StreamWriter::try_new(BufWriter::with_capacity(1 << 20, handle), schema)
-            .map_err(|e| file_error("start the decoded events file", e))?;
+        let (file, writer) = temp_ipc::create("bnetl-events-", "the decoded events file", schema)
+            .map_err(from_temp_ipc)?;
         Ok(EventsFile { file, writer })
     }
 

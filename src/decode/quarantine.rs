@@ -7,12 +7,13 @@
 //! run ends. The job writes them to `_bad_records` from there, one batch at a time.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::BufWriter;
 
-use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 use tempfile::NamedTempFile;
+
+use crate::temp_ipc;
 
 use super::{BadRecord, DecodeError, bad_records_batch, bad_records_schema};
 
@@ -28,6 +29,13 @@ fn quarantine_error(
     DecodeError::Quarantine {
         action: action.to_owned(),
         source: Box::new(source),
+    }
+}
+
+fn from_temp_ipc(e: temp_ipc::TempIpcError) -> DecodeError {
+    DecodeError::Quarantine {
+        action: e.action,
+        source: e.source,
     }
 }
 
@@ -90,19 +98,12 @@ impl Quarantine {
             return Ok(());
         }
         if self.file.is_none() {
-            let file = tempfile::Builder::new()
-                .prefix("bnetl-bad-records-")
-                .suffix(".arrows")
-                .tempfile()
-                .map_err(|e| quarantine_error("create a bad records file in the temp folder", e))?;
-            let handle = file
-                .reopen()
-                .map_err(|e| quarantine_error("open the bad records file", e))?;
-            let writer = StreamWriter::try_new(
-                BufWriter::with_capacity(1 << 20, handle),
+            let (file, writer) = temp_ipc::create(
+                "bnetl-bad-records-",
+                "the bad records file",
                 &bad_records_schema(),
             )
-            .map_err(|e| quarantine_error("start the bad records file", e))?;
+            .map_err(from_temp_ipc)?;
             self.file = Some((writer, file));
         }
         let batch = bad_records_batch(&self.topic, &self.pending)?;
@@ -157,11 +158,7 @@ impl Quarantined {
             let batch = bad_records_batch(&self.topic, &self.last)?;
             return Ok(Box::new(std::iter::once(Ok(batch))));
         };
-        let handle = file
-            .reopen()
-            .map_err(|e| quarantine_error("reopen the bad records file", e))?;
-        let reader = StreamReader::try_new(BufReader::with_capacity(1 << 20, handle), None)
-            .map_err(|e| quarantine_error("read the bad records file", e))?;
+        let reader = temp_ipc::read(file, "the bad records file").map_err(from_temp_ipc)?;
         Ok(Box::new(reader.map(|batch| {
             batch.map_err(|e| quarantine_error("read the bad records file", e))
         })))

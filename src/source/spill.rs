@@ -7,7 +7,7 @@
 //! temp folder (`TMPDIR`) and is deleted when the last handle is dropped.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::BufWriter;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -15,9 +15,10 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch,
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef};
-use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use tempfile::NamedTempFile;
+
+use crate::temp_ipc;
 
 use super::{Message, SourceError, decode_headers, encode_headers};
 
@@ -43,6 +44,13 @@ fn spill_error(
     }
 }
 
+fn from_temp_ipc(e: temp_ipc::TempIpcError) -> SourceError {
+    SourceError::Spill {
+        action: e.action,
+        source: e.source,
+    }
+}
+
 /// Writes messages to a new spill file.
 pub struct SpillWriter {
     writer: StreamWriter<BufWriter<File>>,
@@ -60,17 +68,8 @@ pub struct Spill {
 impl SpillWriter {
     /// Creates an empty spill file in the system temp folder.
     pub fn create() -> Result<Self, SourceError> {
-        let file = tempfile::Builder::new()
-            .prefix("bnetl-spill-")
-            .suffix(".arrows")
-            .tempfile()
-            .map_err(|e| spill_error("create a spill file in the temp folder", e))?;
-        let handle = file
-            .reopen()
-            .map_err(|e| spill_error("open the spill file", e))?;
-        let writer =
-            StreamWriter::try_new(BufWriter::with_capacity(1 << 20, handle), &spill_schema())
-                .map_err(|e| spill_error("start the spill file", e))?;
+        let (file, writer) = temp_ipc::create("bnetl-spill-", "the spill file", &spill_schema())
+            .map_err(from_temp_ipc)?;
         Ok(SpillWriter {
             writer,
             file,
@@ -142,12 +141,7 @@ impl Spill {
         &self,
         on_batch: &mut dyn FnMut(Vec<Message>) -> ControlFlow<()>,
     ) -> Result<(), SourceError> {
-        let file = self
-            .file
-            .reopen()
-            .map_err(|e| spill_error("reopen the spill file", e))?;
-        let reader = StreamReader::try_new(BufReader::with_capacity(1 << 20, file), None)
-            .map_err(|e| spill_error("read the spill file", e))?;
+        let reader = temp_ipc::read(&self.file, "the spill file").map_err(from_temp_ipc)?;
         for batch in reader {
             let batch = batch.map_err(|e| spill_error("read the spill file", e))?;
             if on_batch(messages_of(&batch)).is_break() {
