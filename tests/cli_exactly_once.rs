@@ -10,41 +10,15 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::Bnetl;
 use support::hdfs::Hdfs;
 use support::kafka::KafkaCluster;
+use support::{Bnetl, Rng};
 
 /// Kills per backend.
 const ROUNDS: usize = 36;
 /// Events produced before each round; every `BAD_EVERY`th is not JSON.
 const PER_ROUND: usize = 1_500;
 const BAD_EVERY: usize = 97;
-
-/// A small deterministic generator (xorshift64*), seeded per run and printed, so a failing
-/// sequence of kill points can be replayed with `BNETL_KILL_SEED`.
-struct Rng(u64);
-
-impl Rng {
-    fn seeded() -> Self {
-        let seed = std::env::var("BNETL_KILL_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-            });
-        eprintln!("kill points seeded with BNETL_KILL_SEED={seed}");
-        Rng(seed | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
-    }
-}
 
 /// Lines `first..first + n`: game events, except every `BAD_EVERY`th, which is not JSON.
 fn lines(first: usize, n: usize) -> Vec<Vec<u8>> {
@@ -91,7 +65,7 @@ fn kill_at_random_points(
     produce: impl Fn(usize, usize),
     versions: impl Fn() -> usize,
 ) {
-    let mut rng = Rng::seeded();
+    let mut rng = Rng::seeded("BNETL_KILL_SEED");
     let mut produced = 0;
     produce(produced, PER_ROUND * 4);
     produced += PER_ROUND * 4;

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::{Bnetl, fixture};
+use support::{Bnetl, Rng, fixture};
 
 const TABLES: [&str; 3] = ["extracted_events", "transformed_events", "purchases"];
 
@@ -62,23 +62,8 @@ fn versions(bnetl: &Bnetl) -> [usize; 3] {
 fn killed_multi_output_runs_lose_and_duplicate_nothing_in_any_table() {
     const ROUNDS: usize = 24;
     const PER_ROUND: usize = 1_000;
-    let seed = std::env::var("BNETL_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        })
-        | 1;
-    eprintln!("kill points seeded with BNETL_KILL_SEED={seed}");
-    let mut rng = seed;
-    let mut below = |n: u64| {
-        rng ^= rng >> 12;
-        rng ^= rng << 25;
-        rng ^= rng >> 27;
-        rng.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
-    };
+    let mut rng = Rng::seeded("BNETL_KILL_SEED");
+    let seed = rng.seed;
     let bnetl = Bnetl::new();
     let mut produced = 0usize;
     let mut bad = 0i64;
@@ -125,7 +110,7 @@ fn killed_multi_output_runs_lose_and_duplicate_nothing_in_any_table() {
             }
         });
         let delay = if round % 2 == 0 {
-            below(full * 3 / 2)
+            rng.below(full * 3 / 2)
         } else {
             // Just after the first output published: the next ones are being written.
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -135,7 +120,7 @@ fn killed_multi_output_runs_lose_and_duplicate_nothing_in_any_table() {
                     break;
                 }
             }
-            below(full / 3)
+            rng.below(full / 3)
         };
         std::thread::sleep(Duration::from_micros(delay));
         run.kill().expect("SIGKILL");

@@ -8,7 +8,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
-use support::{Bnetl, python};
+use support::{Bnetl, Rng, python};
 
 fn lines(events: &[Value]) -> Vec<u8> {
     events
@@ -199,23 +199,6 @@ fn schema_evolution_policies_decide_what_a_new_column_becomes() {
     assert!(!listing.contains("_rescued_data"), "{listing}");
 }
 
-/// A small deterministic generator (xorshift64*), so a failing sequence can be replayed from
-/// the seed the test prints.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// A value of JSON kind `kind` (0..9; 8 is null).
 fn value_of_kind(rng: &mut Rng, kind: u64) -> Value {
     match kind {
@@ -275,17 +258,8 @@ fn holds(cell: Option<&Value>, original: &Value) -> bool {
 
 #[test]
 fn randomized_drift_over_incremental_append_overwrite_and_declared_runs_loses_no_value() {
-    let seed = std::env::var("BNETL_DRIFT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(7, |d| d.as_nanos() as u64)
-                | 1
-        });
-    eprintln!("drift seed: {seed} (BNETL_DRIFT_SEED={seed} replays it)");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded("BNETL_DRIFT_SEED");
+    let seed = rng.seed;
     let bnetl = Bnetl::new();
     let fields = ["amount", "level", "item", "score"];
     let mut produced: Vec<Option<Value>> = Vec::new(); // by offset; None: not a JSON object

@@ -455,3 +455,36 @@ pub fn describe(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+/// A small deterministic generator (xorshift64*) for the randomized tests: seeded from the
+/// environment variable `var` or the clock, and printed, so a failing sequence can be replayed.
+pub struct Rng {
+    /// The seed, for assertion messages.
+    pub seed: u64,
+    state: u64,
+}
+
+impl Rng {
+    /// A generator seeded from `var` (a number) or else the clock; says how to replay it.
+    pub fn seeded(var: &str) -> Self {
+        let seed = std::env::var(var)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            })
+            | 1;
+        eprintln!("random choices seeded with {var}={seed}");
+        Rng { seed, state: seed }
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+}
