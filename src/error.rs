@@ -27,6 +27,20 @@ pub enum Error {
     /// Ctrl-C or SIGTERM stopped the run before it finished.
     #[error("interrupted")]
     Interrupted,
+    /// A background task bnetl started (a reader thread, an output) died.
+    #[error("the {task} task failed")]
+    Task {
+        task: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// Building or writing Arrow data failed.
+    #[error("cannot {action}")]
+    Arrow {
+        action: String,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
     #[error("cannot {action}")]
     Io {
         action: String,
@@ -47,6 +61,12 @@ impl Error {
             Error::Interrupted | Error::Sink(SinkError::Cancelled { .. }) => 130,
             _ => 1,
         }
+    }
+
+    /// Wraps an Arrow error with what bnetl was doing.
+    pub fn arrow(action: impl Into<String>) -> impl FnOnce(arrow::error::ArrowError) -> Error {
+        let action = action.into();
+        move |source| Error::Arrow { action, source }
     }
 
     /// Wraps an I/O error with what bnetl was doing.

@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod decode;
 mod error;
+mod pipeline;
 mod progress;
 mod server;
 mod settings;

@@ -12,9 +12,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio_util::sync::CancellationToken;
 
-use super::{extract, filtered_writes, job, sql, transform};
+use super::{extract, filtered_writes, sql, transform};
 use crate::cli::{DemoArgs, GlobalArgs, JobArgs};
 use crate::error::{Error, Result};
+use crate::pipeline;
 use crate::progress::Progress;
 use crate::server;
 use crate::settings::{JobSettings, Settings};
@@ -78,7 +79,7 @@ pub async fn run(
     let served = server_task
         .await
         .map_err(|e| Error::io("stop the demo server")(std::io::Error::other(e)))?;
-    job::blocking(move || writer.finish()).await?;
+    pipeline::blocking(move || writer.finish()).await?;
     served?;
     println!(
         "  ab      {} requests: the seed's {} ab commands",
@@ -89,7 +90,8 @@ pub async fn run(
     for definition in [extract::JOB, transform::JOB, filtered_writes::JOB] {
         let job_settings =
             JobSettings::from_args(&definition, &JobArgs::default(), &settings.topic)?;
-        if let Some(summary) = job::run(&settings, &job_settings, progress, cancel).await? {
+        if let Some(summary) = pipeline::run_job(&settings, &job_settings, progress, cancel).await?
+        {
             println!("  {}", summary.line());
         }
     }

@@ -3,7 +3,6 @@
 pub mod demo;
 pub mod extract;
 pub mod filtered_writes;
-pub mod job;
 pub mod mock_kafka;
 pub mod produce;
 pub mod run;
@@ -17,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Result};
+use crate::pipeline;
 use crate::progress::Progress;
 use crate::settings::{JobSettings, Settings};
 
@@ -36,7 +36,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
             Command::Produce(args) => {
                 let settings = Settings::from_args(&cli.global)?;
                 let args = args.clone();
-                job::blocking(move || produce::run(&settings, &args))
+                pipeline::blocking(move || produce::run(&settings, &args))
                     .await?
                     .map(|_| ())
             }
@@ -100,7 +100,7 @@ async fn run_job(
 ) -> Result<()> {
     let settings = Settings::from_args(&cli.global)?;
     let job_settings = JobSettings::from_args(definition, args, &settings.topic)?;
-    let summary = job::run(&settings, &job_settings, progress, shutdown).await?;
+    let summary = pipeline::run_job(&settings, &job_settings, progress, shutdown).await?;
     if !settings.quiet {
         match summary {
             Some(summary) => eprintln!("{}", summary.line()),

@@ -63,10 +63,8 @@ pub async fn run(settings: &Settings, args: &SchemaArgs) -> Result<()> {
         Arc::new(since.finish()),
         Arc::new(added.finish()),
     ];
-    let batch = RecordBatch::try_new(schema, columns).map_err(|e| Error::Io {
-        action: "build the schema listing".into(),
-        source: std::io::Error::other(e),
-    })?;
+    let batch =
+        RecordBatch::try_new(schema, columns).map_err(Error::arrow("build the schema listing"))?;
     let mut out = std::io::stdout().lock();
     sql::print(&mut out, &[batch], args.format, 0).map_err(Error::io("write the schema to stdout"))
 }

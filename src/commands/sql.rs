@@ -14,8 +14,8 @@ use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use crate::cli::{OutputFormat, SqlArgs};
-use crate::commands::job;
 use crate::error::{Error, Result};
+use crate::pipeline;
 use crate::progress::Progress;
 use crate::settings::{ReadSettings, Settings};
 use crate::transform::QueryError;
@@ -64,7 +64,7 @@ pub async fn run(
             )));
         }
         let read = ReadSettings::from_args(&args.read, &settings.topic)?;
-        let events = job::read_events(settings, &read, progress, cancel).await?;
+        let events = pipeline::read_events(settings, &read, progress, cancel).await?;
         tracing::info!(
             topic = settings.topic,
             messages = events.messages,

@@ -10,9 +10,10 @@ use arrow::array::{
 use futures::TryStreamExt;
 
 use crate::cli::StatusArgs;
-use crate::commands::{job, sql};
+use crate::commands::sql;
 use crate::decode::BAD_RECORDS_TABLE;
 use crate::error::{Error, Result};
+use crate::pipeline;
 use crate::settings::Settings;
 use crate::sink::{Commit, TableLog};
 use crate::source::offsets::Watermark;
@@ -45,7 +46,7 @@ pub async fn run(settings: &Settings, args: &StatusArgs) -> Result<()> {
         if !ends.contains_key(&topic) {
             let log = settings.log.clone();
             let name = topic.clone();
-            let watermarks = match job::blocking(move || log.watermarks(&name)).await? {
+            let watermarks = match pipeline::blocking(move || log.watermarks(&name)).await? {
                 Ok(w) => Some(w),
                 Err(e) => {
                     tracing::warn!(topic, error = %crate::error::chain(&e), "cannot read the topic's end offsets");
@@ -170,9 +171,6 @@ impl StatusRows {
             ("end_offset", Arc::new(self.end_offset.finish())),
             ("lag", Arc::new(self.lag.finish())),
         ];
-        RecordBatch::try_from_iter(columns).map_err(|e| Error::Io {
-            action: "build the status table".into(),
-            source: std::io::Error::other(e),
-        })
+        RecordBatch::try_from_iter(columns).map_err(Error::arrow("build the status table"))
     }
 }

@@ -1,0 +1,684 @@
+//! The pipeline: source → decode → fan-out → sinks. One bounded read of the topic, decoded
+//! once, feeds every output of a run (`bnetl run`'s files; each of `extract`, `transform` and
+//! `filtered-writes` is a run of one output), each output's query and Parquet encoder running
+//! side by side, each table committed as its next version.
+//!
+//! - [`read`]: the topic read on a reader thread and parsed on another; the first pass infers
+//!   the schema and keeps bad records aside.
+//! - [`speculate`]: decoding while reading with the first batch's schema; when a later batch
+//!   would change it, every output's staged files are discarded and the run reads again,
+//!   spilling, and decodes with the whole read's schema (the table a two-pass read gives).
+//! - [`fanout`]: one decoded stream into a bounded channel per output.
+//! - here: the outputs (their tables, what each already holds, its query and its commit).
+//!
+//! Exactly-once per output: with `--incremental`, the read starts at the smallest offset any
+//! output has not committed ([`read_start`]), and each output takes only the offsets above
+//! its own (events and bad records alike, [`above`]) and commits exactly that range. Outputs
+//! commit one after another once all are staged; a run killed between two commits leaves the
+//! later outputs behind, and the next `--incremental` run gives them what they lack and the
+//! others nothing twice.
+
+pub mod fanout;
+pub mod read;
+pub mod speculate;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{Int32Type, Int64Type, SchemaRef};
+use datafusion::error::DataFusionError;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+pub use read::read_events;
+
+use crate::decode::{BAD_RECORDS_TABLE, EventDecoder};
+use crate::error::{Error, Result};
+use crate::progress::{Progress, Spinner};
+use crate::settings::{JobSettings, Settings};
+use crate::sink::{self, CommittedRange, SaveMode, WriteSummary};
+use crate::source::offsets::OffsetSpec;
+use crate::source::{self, OffsetRange};
+use crate::transform::QueryError;
+use crate::transform::session::{self, OpenStream};
+use read::Scan;
+use speculate::{Decoded, speculate};
+
+/// Messages per batch read from the log, and rows per decoded batch.
+pub const BATCH_ROWS: usize = 8192;
+
+/// What a job run did.
+#[derive(Debug, Clone)]
+pub struct JobSummary {
+    /// The job's name.
+    pub job: String,
+    /// The topic read.
+    pub topic: String,
+    /// The offset ranges read.
+    pub ranges: Vec<OffsetRange>,
+    /// Messages read.
+    pub messages: u64,
+    /// Bytes of message values read.
+    pub bytes: u64,
+    /// Messages quarantined in `_bad_records`.
+    pub bad_records: u64,
+    /// Offsets skipped as data loss (`--fail-on-data-loss false`).
+    pub lost_offsets: u64,
+    /// The table written.
+    pub written: WriteSummary,
+    /// How the run's files were committed.
+    pub mode: SaveMode,
+    /// The table version committed.
+    pub version: u64,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl JobSummary {
+    /// One line for the operator.
+    pub fn line(&self) -> String {
+        let ranges: Vec<String> = self.ranges.iter().map(ToString::to_string).collect();
+        let secs = self.elapsed.as_secs_f64();
+        format!(
+            "{}: {} events ({} bytes) from {} {} -> {}: {} rows in {} file(s); {} bad record(s) in {}; committed as version {} ({}); {:.2} s, {:.0} events/s",
+            self.job,
+            self.messages,
+            self.bytes,
+            self.topic,
+            ranges.join(" "),
+            self.written.table,
+            self.written.rows,
+            self.written.files,
+            self.bad_records,
+            BAD_RECORDS_TABLE,
+            self.version,
+            self.mode,
+            secs,
+            self.messages as f64 / secs.max(1e-9),
+        ) + &if self.lost_offsets > 0 {
+            format!("; {} offset(s) lost below the log start", self.lost_offsets)
+        } else {
+            String::new()
+        } + &if self.written.schema_changes.is_empty() {
+            String::new()
+        } else {
+            format!("; schema: {}", self.written.schema_changes.join(", "))
+        }
+    }
+}
+
+/// The ranges a commit records for the offsets read.
+pub(crate) fn committed(ranges: &[OffsetRange]) -> Vec<CommittedRange> {
+    ranges
+        .iter()
+        .map(|r| CommittedRange {
+            partition: r.partition,
+            start: r.start,
+            end: r.end,
+        })
+        .collect()
+}
+
+/// With `--incremental`, the offsets `table` holds per partition (where the run resumes);
+/// `None` without it or for a table with no commit yet. A table whose offsets are unknown, or
+/// that holds another topic, cannot be continued.
+pub fn resume_offsets(
+    job: &JobSettings,
+    table: &sink::TableRun,
+    topic: &str,
+) -> Result<Option<std::collections::BTreeMap<i32, i64>>> {
+    if !job.incremental {
+        return Ok(None);
+    }
+    let name = &job.table.name;
+    if table.untracked() {
+        return Err(Error::Usage(format!(
+            "table {name} has no commit log (written by another tool or an older bnetl), so the offsets it holds are unknown; rewrite it once without --incremental (--mode overwrite), then run --incremental"
+        )));
+    }
+    let Some(base) = table.base() else {
+        return Ok(None);
+    };
+    if base.topic != topic {
+        return Err(Error::Usage(format!(
+            "table {name} holds topic {}; --incremental cannot continue it from topic {topic}",
+            base.topic
+        )));
+    }
+    Ok(Some(base.offsets.clone()))
+}
+
+/// One output of a run: its job (query and table), the table's run, and the offsets it
+/// already holds (with `--incremental`).
+struct Output {
+    job: JobSettings,
+    table: sink::TableRun,
+    holds: Option<BTreeMap<i32, i64>>,
+    spinner: Spinner,
+}
+
+/// Runs the outputs `jobs` over one read of the topic (their read options are the first's:
+/// the callers build them from one set of options) and commits each. One entry per job, in
+/// order: `None` when `--mode ignore` found its table (nothing written to it).
+/// Ctrl-C (`cancel`) stops the read and the writes; what is not committed is left nowhere.
+pub async fn run(
+    settings: &Settings,
+    jobs: &[JobSettings],
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<Vec<Option<JobSummary>>> {
+    let started = Instant::now();
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let Some(first) = jobs.first() else {
+        return Ok(Vec::new());
+    };
+    let mut outputs = Vec::new();
+    let mut ignored = Vec::new();
+    for job in jobs {
+        let Some(table) =
+            sink::TableRun::begin(&settings.warehouse, &job.table, job.mode, &run_id).await?
+        else {
+            ignored.push(job.table.name.clone());
+            continue;
+        };
+        let holds = resume_offsets(job, &table, &settings.topic)?;
+        outputs.push(Output {
+            job: job.clone(),
+            table,
+            holds,
+            spinner: progress.spinner(format!("rows written to {}", job.table.name)),
+        });
+    }
+    if outputs.is_empty() {
+        return Ok(jobs.iter().map(|_| None).collect());
+    }
+    let mut bounds = first.bounds.clone();
+    if outputs.iter().any(|o| o.job.incremental) {
+        bounds.starting = read_start(outputs.iter().map(|o| o.holds.as_ref()));
+    }
+    let log = settings.log.clone();
+    let topic = settings.topic.clone();
+    let read_bounds = bounds.clone();
+    let snapshot = match blocking(move || source::snapshot(&log, &topic, &read_bounds)).await {
+        Ok(Ok(snapshot)) => snapshot,
+        Ok(Err(e)) => return Err(abort_all(outputs, e.into()).await),
+        Err(e) => return Err(abort_all(outputs, e).await),
+    };
+    tracing::info!(topic = settings.topic, ranges = ?snapshot.ranges, "snapshotted offsets");
+    let read = crate::settings::ReadSettings {
+        bounds,
+        include_headers: first.include_headers,
+        schema: first.schema.clone(),
+    };
+    let (outputs, staged) =
+        stage(settings, outputs, &read, &snapshot.ranges, progress, cancel).await;
+    let scan = match staged {
+        Ok(scan) if !cancel.is_cancelled() => scan,
+        Ok(_) => return Err(abort_all(outputs, Error::Interrupted).await),
+        Err(e) => return Err(abort_all(outputs, e).await),
+    };
+    if scan.bad.count() > 0 {
+        tracing::warn!(
+            topic = settings.topic,
+            bad_records = scan.bad.count(),
+            "messages that are not JSON objects were quarantined"
+        );
+    }
+    let mut summaries: BTreeMap<String, JobSummary> = BTreeMap::new();
+    let mut outputs = outputs.into_iter();
+    while let Some(output) = outputs.next() {
+        let ranges = output_ranges(&snapshot.ranges, output.holds.as_ref());
+        let committed = output
+            .table
+            .commit(&output.job.name, &settings.topic, committed(&ranges))
+            .await;
+        let (commit, written) = match committed {
+            Ok(done) => done,
+            Err(e) => return Err(abort_all(outputs.collect(), e.into()).await),
+        };
+        let messages = if ranges == snapshot.ranges {
+            scan.messages
+        } else {
+            ranges.iter().map(|r| (r.end - r.start) as u64).sum()
+        };
+        summaries.insert(
+            output.job.table.name.clone(),
+            JobSummary {
+                job: output.job.name.clone(),
+                topic: settings.topic.clone(),
+                messages,
+                // The one read's, shared by every output.
+                bytes: scan.bytes,
+                bad_records: commit.bad_records,
+                lost_offsets: snapshot.lost.iter().map(|l| l.skipped()).sum(),
+                ranges,
+                written,
+                mode: commit.mode,
+                version: commit.version,
+                elapsed: started.elapsed(),
+            },
+        );
+    }
+    tracing::info!(
+        outputs = summaries.len(),
+        ignored = ?ignored,
+        seconds = started.elapsed().as_secs_f64(),
+        "pipeline run done"
+    );
+    Ok(jobs
+        .iter()
+        .map(|job| summaries.remove(&job.table.name))
+        .collect())
+}
+
+/// Discards what `outputs` staged; returns `error`, the reason.
+async fn abort_all(outputs: Vec<Output>, error: Error) -> Error {
+    for output in outputs {
+        output.spinner.finish();
+        output.table.abort().await;
+    }
+    error
+}
+
+/// Reads `ranges` once and stages every output's table and bad records: decoded while reading
+/// and fanned out to the outputs; read again and decoded with the whole read's schema when the
+/// decode while reading was discarded (see [`speculate`]). The outputs come back whatever
+/// happened, for their commit or abort.
+async fn stage(
+    settings: &Settings,
+    outputs: Vec<Output>,
+    read: &crate::settings::ReadSettings,
+    ranges: &[OffsetRange],
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> (Vec<Output>, Result<Scan>) {
+    let held = Arc::new(Mutex::new(outputs));
+    let slot = Arc::clone(&held);
+    let write_cancel = cancel.clone();
+    let speculated = speculate(
+        settings,
+        ranges,
+        read.include_headers,
+        read.schema.clone(),
+        progress.reading("read", &settings.topic, ranges),
+        cancel,
+        move |schema, open| write_all(slot, schema.arrow(), open, write_cancel),
+    )
+    .await;
+    let mut outputs = take(&held);
+    let scan = match speculated {
+        Ok((scan, Decoded::Served)) => scan,
+        Ok((_, decoded)) => {
+            if matches!(decoded, Decoded::Discarded) {
+                tracing::info!(
+                    "the decode while reading is not usable (a batch changed the inferred schema, or a query reads events twice): reading again to decode with the whole schema"
+                );
+                for output in &mut outputs {
+                    output.table.discard_staged_table().await;
+                }
+            }
+            match replay(settings, outputs, read, ranges, progress, cancel).await {
+                (back, Ok(scan)) => {
+                    outputs = back;
+                    scan
+                }
+                (back, Err(e)) => return (back, Err(e)),
+            }
+        }
+        Err(e) => return (outputs, Err(e)),
+    };
+    for output in &mut outputs {
+        output.spinner.finish();
+        let holds = output.holds.clone();
+        let bad = match scan.bad.batches() {
+            Ok(batches) => batches.map(move |batch| {
+                batch.and_then(|b| {
+                    above(&b, 1, 2, holds.as_ref()).map_err(crate::decode::DecodeError::Arrow)
+                })
+            }),
+            Err(e) => return (outputs, Err(e.into())),
+        };
+        if let Err(e) = output.table.write_bad_records(bad, cancel).await {
+            return (outputs, Err(e.into()));
+        }
+    }
+    (outputs, Ok(scan))
+}
+
+fn take(held: &Mutex<Vec<Output>>) -> Vec<Output> {
+    match held.lock() {
+        Ok(mut outputs) => std::mem::take(&mut *outputs),
+        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+    }
+}
+
+/// The second pass: reads `ranges` again, spilling, and fans the spill, decoded with the
+/// whole read's schema, out to the outputs.
+async fn replay(
+    settings: &Settings,
+    outputs: Vec<Output>,
+    read: &crate::settings::ReadSettings,
+    ranges: &[OffsetRange],
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> (Vec<Output>, Result<Scan>) {
+    let scanned = read::scan_topic(
+        settings.clone(),
+        ranges.to_vec(),
+        progress.reading("read again", &settings.topic, ranges),
+        cancel.clone(),
+        read.include_headers,
+        read.schema.clone(),
+        None,
+    )
+    .await;
+    let scan = match scanned {
+        Ok(scan) => scan,
+        Err(e) => return (outputs, Err(e)),
+    };
+    let Some(spill) = scan.spill.clone() else {
+        return (
+            outputs,
+            Err(Error::Usage(
+                "a read without a decode while reading spills".into(),
+            )),
+        );
+    };
+    tracing::debug!(messages = spill.messages(), "decoding the spill");
+    let schema = Arc::new(scan.inference.finish(read.include_headers));
+    let open = read::decode_spill(
+        spill,
+        EventDecoder::new(Arc::clone(&schema), &settings.topic),
+        progress.reading("decode", &settings.topic, ranges),
+    );
+    let held = Arc::new(Mutex::new(outputs));
+    let written = write_all(Arc::clone(&held), schema.arrow(), open, cancel.clone()).await;
+    (take(&held), written.map(|()| scan))
+}
+
+/// Fans the stream `open` gives out to every output held in `held` and writes each output's
+/// query result to its table, the outputs in parallel tasks; they are back in `held` when
+/// this returns. The first output error stops the others and is the result.
+async fn write_all(
+    held: Arc<Mutex<Vec<Output>>>,
+    schema: SchemaRef,
+    open: OpenStream,
+    cancel: CancellationToken,
+) -> Result<()> {
+    let outputs = take(&held);
+    let (partition_at, offset_at) = match (schema.index_of("partition"), schema.index_of("offset"))
+    {
+        (Ok(p), Ok(o)) => (p, o),
+        (Err(e), _) | (_, Err(e)) => {
+            *held.lock().unwrap_or_else(|p| p.into_inner()) = outputs;
+            return Err(Error::arrow(
+                "find the events' partition and offset columns",
+            )(e));
+        }
+    };
+    let (opens, pump) = fanout::fan_out(open, Arc::clone(&schema), outputs.len());
+    let pump = tokio::spawn(pump);
+    let stop = cancel.child_token();
+    let tasks: Vec<_> = outputs
+        .into_iter()
+        .zip(opens)
+        .map(|(mut output, open)| {
+            let (schema, stop) = (Arc::clone(&schema), stop.clone());
+            tokio::spawn(async move {
+                let open = keep_above(
+                    open,
+                    Arc::clone(&schema),
+                    output.holds.clone(),
+                    partition_at,
+                    offset_at,
+                );
+                let written = write_events(
+                    &output.job,
+                    &mut output.table,
+                    schema,
+                    open,
+                    &output.spinner,
+                    &stop,
+                )
+                .await;
+                if written.is_err() {
+                    stop.cancel();
+                }
+                (output, written)
+            })
+        })
+        .collect();
+    let mut first_error: Option<Error> = None;
+    let mut back = Vec::new();
+    for task in futures::future::join_all(tasks).await {
+        match task {
+            Ok((output, written)) => {
+                back.push(output);
+                if let Err(e) = written {
+                    // The first real failure; the others were stopped because of it.
+                    let stopped = matches!(e, Error::Sink(sink::SinkError::Cancelled { .. }));
+                    if first_error.is_none()
+                        || (!stopped
+                            && matches!(
+                                first_error,
+                                Some(Error::Sink(sink::SinkError::Cancelled { .. }))
+                            ))
+                    {
+                        first_error = Some(e);
+                    }
+                }
+            }
+            Err(source) => {
+                first_error.get_or_insert(Error::Task {
+                    task: "output".into(),
+                    source,
+                });
+            }
+        }
+    }
+    stop.cancel();
+    if let Err(source) = pump.await {
+        first_error.get_or_insert(Error::Task {
+            task: "fan-out".into(),
+            source,
+        });
+    }
+    *held.lock().unwrap_or_else(|p| p.into_inner()) = back;
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The stream `open` gives, without the rows of offsets the output already holds.
+fn keep_above(
+    open: OpenStream,
+    schema: SchemaRef,
+    holds: Option<BTreeMap<i32, i64>>,
+    partition_at: usize,
+    offset_at: usize,
+) -> OpenStream {
+    let Some(holds) = holds.filter(|h| !h.is_empty()) else {
+        return open;
+    };
+    Arc::new(move || {
+        let holds = holds.clone();
+        let stream = open().map(move |batch| {
+            batch.and_then(|b| {
+                above(&b, partition_at, offset_at, Some(&holds)).map_err(DataFusionError::from)
+            })
+        });
+        Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), stream))
+    })
+}
+
+/// Where the one read starts: each partition at the smallest offset an output has not
+/// committed; the earliest offset as soon as one output holds nothing of the topic.
+fn read_start<'a>(holds: impl Iterator<Item = Option<&'a BTreeMap<i32, i64>>>) -> OffsetSpec {
+    let mut start: Option<BTreeMap<i32, i64>> = None;
+    for held in holds {
+        let Some(held) = held else {
+            return OffsetSpec::Earliest;
+        };
+        start = Some(match start {
+            None => held.clone(),
+            // A partition one output does not name starts at the earliest offset for it.
+            Some(so_far) => so_far
+                .into_iter()
+                .filter_map(|(p, o)| held.get(&p).map(|&h| (p, o.min(h))))
+                .collect(),
+        });
+    }
+    start.map_or(OffsetSpec::Earliest, OffsetSpec::Resume)
+}
+
+/// The offsets of the read an output takes: above what it holds.
+fn output_ranges(read: &[OffsetRange], holds: Option<&BTreeMap<i32, i64>>) -> Vec<OffsetRange> {
+    read.iter()
+        .map(|r| {
+            let held = holds.and_then(|h| h.get(&r.partition)).copied();
+            let start = held.map_or(r.start, |h| h.clamp(r.start, r.end));
+            OffsetRange { start, ..*r }
+        })
+        .collect()
+}
+
+/// The rows of `batch` whose offset (column `offset_at`, partition in `partition_at`) is at or
+/// above what the output holds in that partition.
+fn above(
+    batch: &RecordBatch,
+    partition_at: usize,
+    offset_at: usize,
+    holds: Option<&BTreeMap<i32, i64>>,
+) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+    let Some(holds) = holds.filter(|h| !h.is_empty()) else {
+        return Ok(batch.clone());
+    };
+    let partitions = batch.column(partition_at).as_primitive::<Int32Type>();
+    let offsets = batch.column(offset_at).as_primitive::<Int64Type>();
+    let keep: BooleanArray = (0..batch.num_rows())
+        .map(|row| {
+            let held = holds
+                .get(&partitions.value(row))
+                .copied()
+                .unwrap_or(i64::MIN);
+            Some(offsets.value(row) >= held)
+        })
+        .collect();
+    filter_record_batch(batch, &keep)
+}
+
+/// Runs the job's query over `events` (opened by `open`) and stages its result.
+async fn write_events(
+    job: &JobSettings,
+    table: &mut sink::TableRun,
+    schema: arrow::datatypes::SchemaRef,
+    open: OpenStream,
+    spinner: &Spinner,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let ctx = session::new_context();
+    session::register_stream(&ctx, "events", schema, open)?;
+    let frame = job.query.plan(&ctx).await?;
+    let stream = frame
+        .execute_stream()
+        .await
+        .map_err(|source| QueryError::Execute {
+            name: job.query.name.clone(),
+            source,
+        })?;
+    let out_schema = stream.schema();
+    let written = table
+        .write(&out_schema, stream, |rows| spinner.add_rows(rows), cancel)
+        .await;
+    spinner.finish();
+    written?;
+    Ok(())
+}
+
+/// Runs blocking work off the async threads.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|source| Error::Task {
+            task: "background".into(),
+            source,
+        })
+}
+
+/// A job (`extract`, `transform`, `filtered-writes`): a run of one output. `None` when
+/// `--mode ignore` found its table.
+pub async fn run_job(
+    settings: &Settings,
+    job: &JobSettings,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<Option<JobSummary>> {
+    let mut summaries = run(settings, std::slice::from_ref(job), progress, cancel).await?;
+    Ok(summaries.pop().flatten())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_starts_where_the_most_behind_output_is() {
+        let a: BTreeMap<i32, i64> = [(0, 10), (1, 5)].into();
+        let b: BTreeMap<i32, i64> = [(0, 4), (1, 9)].into();
+        assert_eq!(
+            read_start([Some(&a), Some(&b)].into_iter()),
+            OffsetSpec::Resume([(0, 4), (1, 5)].into())
+        );
+        assert_eq!(
+            read_start([Some(&a), None].into_iter()),
+            OffsetSpec::Earliest
+        );
+        let only_0: BTreeMap<i32, i64> = [(0, 7)].into();
+        assert_eq!(
+            read_start([Some(&a), Some(&only_0)].into_iter()),
+            OffsetSpec::Resume([(0, 7)].into())
+        );
+    }
+
+    #[test]
+    fn each_output_takes_the_offsets_above_what_it_holds() {
+        let read = [OffsetRange {
+            partition: 0,
+            start: 4,
+            end: 20,
+        }];
+        let holds: BTreeMap<i32, i64> = [(0, 10)].into();
+        assert_eq!(output_ranges(&read, Some(&holds))[0].start, 10);
+        assert_eq!(output_ranges(&read, None)[0].start, 4);
+        let ahead: BTreeMap<i32, i64> = [(0, 30)].into();
+        assert_eq!(output_ranges(&read, Some(&ahead))[0].start, 20);
+    }
+
+    #[test]
+    fn an_output_keeps_the_rows_above_what_it_holds_per_partition() {
+        use arrow::array::{Int32Array, Int64Array, StringArray};
+        let batch = RecordBatch::try_from_iter([
+            (
+                "event_type",
+                Arc::new(StringArray::from(vec!["a", "b", "c", "d"])) as _,
+            ),
+            (
+                "partition",
+                Arc::new(Int32Array::from(vec![0, 0, 1, 2])) as _,
+            ),
+            ("offset", Arc::new(Int64Array::from(vec![4, 5, 9, 0])) as _),
+        ])
+        .expect("valid batch");
+        let holds: BTreeMap<i32, i64> = [(0, 5), (1, 10)].into();
+        let kept = above(&batch, 1, 2, Some(&holds)).expect("filter");
+        let offsets = kept.column(2).as_primitive::<Int64Type>();
+        // Partition 0 from 5, nothing of partition 1 (holds up to 10), all of partition 2.
+        assert_eq!(offsets.values().to_vec(), vec![5, 0]);
+        assert_eq!(above(&batch, 1, 2, None).expect("all").num_rows(), 4);
+    }
+}

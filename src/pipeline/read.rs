@@ -1,0 +1,282 @@
+//! Source and decode stages: a bounded read of the topic on a reader thread, parsed on
+//! another ([`read_pipelined`]); the first pass that infers the schema and keeps bad records
+//! aside, decoding as it goes ([`scan_topic`], rules in [`super::speculate`]) or spilling every
+//! message for a second pass ([`scan_once`], [`decode_spill`]); and the `events` table of
+//! `bnetl sql` ([`read_events`]).
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use tokio_util::sync::CancellationToken;
+
+use super::fanout::until_complete;
+use super::speculate::{Decoding, Speculation, decoding_step, finish_decoding};
+use super::{BATCH_ROWS, blocking};
+use crate::decode::schema::EventSchema;
+use crate::decode::{EventDecoder, Quarantine, Quarantined, SchemaInference};
+use crate::error::{Error, Result};
+use crate::progress::{Progress, ReadProgress};
+use crate::settings::Settings;
+use crate::source::spill::{Spill, SpillWriter};
+use crate::source::{self, Message, OffsetRange, SourceError, offsets};
+use crate::transform::session::OpenStream;
+
+/// What the first pass learned, and the messages it read.
+#[derive(Debug)]
+pub(super) struct Scan {
+    pub inference: SchemaInference,
+    pub bad: Quarantined,
+    pub messages: u64,
+    pub bytes: u64,
+    /// Every message read, for a replay (a read that decoded as it went keeps none).
+    pub spill: Option<Spill>,
+}
+
+/// Reads the ranges once, infers the schema and keeps bad records aside. With a `speculation`,
+/// it also decodes for the query as it reads (see [`Decoding`]) and stops as soon as that is
+/// of no use; without one, it spills every message for the decode that follows.
+pub(super) async fn scan_topic(
+    settings: Settings,
+    ranges: Vec<OffsetRange>,
+    bars: ReadProgress,
+    cancel: CancellationToken,
+    include_headers: bool,
+    declared: Option<Arc<EventSchema>>,
+    speculation: Option<Speculation>,
+) -> Result<Scan> {
+    let log = settings.log.clone();
+    let topic = settings.topic.clone();
+    let expected = offsets::total_len(&ranges);
+    let thread_cancel = cancel.clone();
+    let scan = blocking(move || {
+        let mut inference = SchemaInference::new(declared);
+        let mut bad = Quarantine::new(&topic);
+        let mut found = Vec::new();
+        let (mut bytes, mut messages) = (0u64, 0u64);
+        let mut spill = match speculation {
+            Some(_) => None,
+            None => Some(SpillWriter::create()?),
+        };
+        let mut spill_error: Option<Error> = None;
+        let mut decoding = speculation.map_or(Decoding::Off, Decoding::Waiting);
+        read_pipelined(
+            |on_batch| log.read(&topic, &ranges, BATCH_ROWS, on_batch),
+            &bars,
+            |batch| {
+                if thread_cancel.is_cancelled() {
+                    return ControlFlow::Break(());
+                }
+                messages += batch.len() as u64;
+                bytes += batch
+                    .iter()
+                    .map(|m| m.value.as_ref().map_or(0, Vec::len) as u64)
+                    .sum::<u64>();
+                if let Some(spill) = spill.as_mut() {
+                    if let Err(e) = spill.write(&batch) {
+                        spill_error = Some(e.into());
+                        return ControlFlow::Break(());
+                    }
+                } else if matches!(decoding, Decoding::Off) {
+                    // The decode while reading broke: the run reads again, spilling.
+                    return ControlFlow::Break(());
+                }
+                decoding = decoding_step(
+                    std::mem::replace(&mut decoding, Decoding::Off),
+                    &batch,
+                    &topic,
+                    include_headers,
+                    &mut inference,
+                    &mut found,
+                );
+                if let Err(e) = bad.extend(found.drain(..)) {
+                    spill_error = Some(e.into());
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            },
+        )?;
+        bars.finish();
+        if let Some(e) = spill_error {
+            return Err(e);
+        }
+        finish_decoding(decoding, &mut inference, include_headers);
+        let spill = spill.map(SpillWriter::finish).transpose()?;
+        Ok::<_, Error>(Scan {
+            inference,
+            bad: bad.finish()?,
+            messages,
+            bytes,
+            spill,
+        })
+    })
+    .await??;
+    if cancel.is_cancelled() {
+        return Err(Error::Interrupted);
+    }
+    tracing::info!(
+        messages = scan.messages,
+        expected,
+        bad = scan.bad.count(),
+        "scan done"
+    );
+    Ok(scan)
+}
+
+/// Runs `read` (a source handing batches to its callback) on a reader thread while `consume`
+/// handles the batches on this one, so reading and parsing use both cores.
+pub fn read_pipelined(
+    read: impl FnOnce(&mut dyn FnMut(Vec<Message>) -> ControlFlow<()>) -> Result<(), SourceError> + Send,
+    bars: &ReadProgress,
+    mut consume: impl FnMut(Vec<Message>) -> ControlFlow<()>,
+) -> Result<(), SourceError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Message>>(4);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            read(&mut |batch| {
+                bars.advance_batch(&batch);
+                match tx.send(batch) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(_) => ControlFlow::Break(()),
+                }
+            })
+        });
+        for batch in rx.iter() {
+            if consume(batch).is_break() {
+                break;
+            }
+        }
+        drop(rx);
+        reader.join().unwrap_or_else(|_| {
+            Err(SourceError::Spill {
+                action: "read the topic (the reader thread panicked)".into(),
+                source: "reader panicked".into(),
+            })
+        })
+    })
+}
+
+/// The decoded events of a bounded read of the topic, for `bnetl sql`'s `events` table.
+pub struct TopicEvents {
+    /// Their schema.
+    pub schema: arrow::datatypes::SchemaRef,
+    /// Opens a scan of them (each scan replays the read's spill).
+    pub open: OpenStream,
+    /// Messages read.
+    pub messages: u64,
+    /// Messages that are not JSON objects (not in the events).
+    pub bad_records: u64,
+}
+
+/// A read of some ranges that kept every message (spilled) and what it learned.
+pub(crate) struct Spilled {
+    /// The schema inferred over the read (or the declared one).
+    pub inference: SchemaInference,
+    /// Its bad records.
+    pub bad: Quarantined,
+    /// Messages read.
+    pub messages: u64,
+    /// Every message read.
+    pub spill: Spill,
+}
+
+/// Reads `ranges` once, spilling every message, inferring the schema over all of them (or
+/// taking `read.schema`) and keeping the bad records aside.
+pub(crate) async fn scan_once(
+    settings: &Settings,
+    read: &crate::settings::ReadSettings,
+    ranges: &[OffsetRange],
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<Spilled> {
+    let scan = scan_topic(
+        settings.clone(),
+        ranges.to_vec(),
+        progress.reading("read", &settings.topic, ranges),
+        cancel.clone(),
+        read.include_headers,
+        read.schema.clone(),
+        None,
+    )
+    .await?;
+    let spill = scan
+        .spill
+        .expect("a read without a decode while reading spills");
+    Ok(Spilled {
+        inference: scan.inference,
+        bad: scan.bad,
+        messages: scan.messages,
+        spill,
+    })
+}
+
+/// Reads `read.bounds` of the topic once, spilling, with the schema inferred over the whole
+/// read (or declared), and returns its events for a query. Writes nothing but the spill.
+pub async fn read_events(
+    settings: &Settings,
+    read: &crate::settings::ReadSettings,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<TopicEvents> {
+    let log = settings.log.clone();
+    let topic = settings.topic.clone();
+    let bounds = read.bounds.clone();
+    let snapshot = blocking(move || source::snapshot(&log, &topic, &bounds)).await??;
+    let ranges = &snapshot.ranges;
+    let scan = scan_once(settings, read, ranges, progress, cancel).await?;
+    let schema = Arc::new(scan.inference.finish(read.include_headers));
+    let open = decode_spill(
+        scan.spill,
+        EventDecoder::new(Arc::clone(&schema), &settings.topic),
+        progress.reading("decode", &settings.topic, ranges),
+    );
+    Ok(TopicEvents {
+        schema: schema.arrow(),
+        open,
+        messages: scan.messages,
+        bad_records: scan.bad.count(),
+    })
+}
+
+/// The decoded events of the run, replayed from its spill on every scan of the table.
+pub(crate) fn decode_spill(spill: Spill, decoder: EventDecoder, bars: ReadProgress) -> OpenStream {
+    let schema = decoder.schema().arrow();
+    Arc::new(move || {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, DataFusionError>>(4);
+        let complete = Arc::new(AtomicBool::new(false));
+        let (spill, decoder, bars) = (spill.clone(), decoder.clone(), bars.clone());
+        let thread_complete = Arc::clone(&complete);
+        let spawned = std::thread::Builder::new()
+            .name("bnetl-decode".into())
+            .spawn(move || {
+                let result = read_pipelined(
+                    |on_batch| spill.read(on_batch),
+                    &bars,
+                    |batch| {
+                        let decoded = decoder
+                            .decode(&batch)
+                            .map_err(|e| DataFusionError::External(Box::new(e)));
+                        match tx.blocking_send(decoded) {
+                            Ok(()) => ControlFlow::Continue(()),
+                            Err(_) => ControlFlow::Break(()),
+                        }
+                    },
+                );
+                bars.finish();
+                match result {
+                    Ok(()) => thread_complete.store(true, Ordering::Release),
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(DataFusionError::External(Box::new(e))));
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the decode thread");
+        }
+        let stream = until_complete(rx, complete);
+        Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), stream))
+    })
+}
