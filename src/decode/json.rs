@@ -22,6 +22,27 @@ use super::schema::{ColumnType, EventSchema, JsonKind, SchemaInference, header_f
 use super::{BadRecord, DecodeError};
 use crate::source::Message;
 
+/// The columns of the fields of the last event decoded, by position.
+#[derive(Default)]
+struct FieldOrder(Vec<Option<usize>>);
+
+impl FieldOrder {
+    /// The column of field `name`, the `position`-th of its event.
+    fn column_of(&mut self, schema: &EventSchema, position: usize, name: &str) -> Option<usize> {
+        if let Some(Some(column)) = self.0.get(position)
+            && schema.json_columns[*column].json_name == name
+        {
+            return Some(*column);
+        }
+        let column = schema.column_of(name);
+        if position >= self.0.len() {
+            self.0.resize(position + 1, None);
+        }
+        self.0[position] = column;
+        column
+    }
+}
+
 /// Parses `value` as one JSON object and calls `on_field` for each top-level field, in order
 /// (a repeated key is reported again; the decoder keeps the last, as Python's `json` does).
 /// Returns why the message is not an event otherwise.
@@ -375,12 +396,18 @@ impl EventDecoder {
         let rescues = self.schema.rescues();
         let mut rescued_column = rescues.then(|| StringBuilder::with_capacity(rows, 0));
         let mut slots: Vec<Option<&RawValue>> = vec![None; columns.len()];
+        // Events of one topic mostly list their fields in the same order: the column of the
+        // k-th field of the previous event is tried first, by name, before the hash lookup.
+        let mut order = FieldOrder::default();
         for message in messages {
             slots.iter_mut().for_each(|s| *s = None);
             let mut rescued: Vec<(Cow<'_, str>, &RawValue)> = Vec::new();
             let mut seen = seen.as_deref_mut();
+            let mut position = 0;
             let parsed = parse_object(message.value.as_deref(), |name, value| {
-                match (self.schema.column_of(&name), seen.as_deref_mut()) {
+                let column = order.column_of(&self.schema, position, &name);
+                position += 1;
+                match (column, seen.as_deref_mut()) {
                     (Some(i), Some(seen)) => {
                         slots[i] = Some(value);
                         seen.masks[i] |= JsonKind::of_raw(value.get()).bit();
@@ -503,6 +530,38 @@ mod tests {
         assert_eq!(
             strings(&batch, "Cache-Control"),
             [None, None, Some("no-cache".to_owned()), None]
+        );
+    }
+
+    #[test]
+    fn fields_in_a_changing_order_land_in_their_columns() {
+        let messages = [
+            message(0, br#"{"event_type":"a","Host":"h0","n":1}"#),
+            message(1, br#"{"event_type":"b","Host":"h1","n":2}"#),
+            message(2, br#"{"n":3,"event_type":"c","Host":"h2"}"#),
+            message(3, br#"{"Host":"h3","event_type":"d"}"#),
+            message(
+                4,
+                br#"{"event_type":"e","n":5,"Host":"h4","event_type":"f"}"#,
+            ),
+        ];
+        let (batch, bad) = decode_all(&messages);
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(
+            strings(&batch, "event_type"),
+            ["a", "b", "c", "d", "f"].map(|s| Some(s.to_owned()))
+        );
+        assert_eq!(
+            strings(&batch, "Host"),
+            ["h0", "h1", "h2", "h3", "h4"].map(|s| Some(s.to_owned()))
+        );
+        let n = batch
+            .column_by_name("n")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        assert_eq!(
+            n.iter().collect::<Vec<_>>(),
+            [Some(1), Some(2), Some(3), None, Some(5)]
         );
     }
 

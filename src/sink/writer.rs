@@ -18,6 +18,7 @@ use object_store::path::{Path, PathPart};
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use super::SinkError;
 use super::partition::{PartitionKey, data_schema, hive_path, split_by_partition};
@@ -25,6 +26,9 @@ use super::partition::{PartitionKey, data_schema, hive_path, split_by_partition}
 /// Rows per Parquet row group: large enough for good compression and scans, small enough that
 /// the encoder's buffers stay a few tens of MB.
 const ROW_GROUP_ROWS: usize = 256 * 1024;
+
+/// Columns of the events whose values are (nearly) unique per row.
+const UNIQUE_PER_ROW: [&str; 2] = ["offset", "timestamp"];
 
 /// Encoded bytes the open files of a run may buffer in their unfinished row groups: a file
 /// ends its row group early when it holds its share (and at least [`MIN_ROW_GROUP_BYTES`]).
@@ -264,11 +268,18 @@ impl PartitionedWriter {
             }
         }
         let path = path.join(name);
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_created_by(format!("bnetl version {}", env!("CARGO_PKG_VERSION")))
-            .build();
+            .set_created_by(format!("bnetl version {}", env!("CARGO_PKG_VERSION")));
+        // A Kafka offset (and mostly its timestamp) differs on every row: a dictionary of them
+        // is built only to be abandoned at its size limit. Written plain from the start.
+        for column in UNIQUE_PER_ROW {
+            if self.data_schema.index_of(column).is_ok() {
+                props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
+            }
+        }
+        let props = props.build();
         let object = BufWriter::new(Arc::clone(&self.store), path.clone());
         let writer = AsyncArrowWriter::try_new(object, Arc::clone(&self.data_schema), Some(props))
             .map_err(SinkError::Parquet)?;
