@@ -41,6 +41,13 @@ pub enum Error {
         #[source]
         source: arrow::error::ArrowError,
     },
+    /// A stream of decoded events failed (its cause names the message or the query).
+    #[error("cannot {action} the topic's events")]
+    Events {
+        action: String,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
     #[error("cannot {action}")]
     Io {
         action: String,

@@ -533,4 +533,17 @@ fn one_run_and_sql_over_the_topic_read_a_multi_partition_topic_on_the_broker() {
         bnetl.sql_csv(r#"SELECT "partition", COUNT(*) AS n FROM events GROUP BY 1 ORDER BY 1"#),
         "partition,n\n0,33\n1,33\n2,33\n"
     );
+    // Conditions on partition and timestamp narrow the read (the broker's offsets for times).
+    assert_eq!(
+        bnetl.sql_csv(
+            r#"SELECT COUNT(*) AS n FROM events WHERE "partition" = 1 AND timestamp >= TIMESTAMP '2000-01-01 00:00:00'"#
+        ),
+        "n\n33\n"
+    );
+    assert_eq!(
+        bnetl.sql_csv(
+            "SELECT COUNT(*) AS n FROM events WHERE timestamp >= now() + INTERVAL '1 hour'"
+        ),
+        "n\n0\n"
+    );
 }

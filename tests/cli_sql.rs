@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::{Bnetl, fixture};
+use support::{Bnetl, describe, fixture};
 
 fn extracted() -> Bnetl {
     let bnetl = Bnetl::new();
@@ -325,4 +325,68 @@ fn sql_over_the_topic_reads_its_events_within_the_read_options_and_writes_nothin
         2,
     );
     assert!(err.contains("--starting-offsets"), "{err}");
+}
+
+#[test]
+fn conditions_on_partition_offset_and_timestamp_narrow_the_topic_read() {
+    let bnetl = Bnetl::new();
+    bnetl.produce(&std::fs::read(fixture("events/seed.jsonl")).expect("seed events"));
+    // The read, as the log tells it, and the result.
+    let run = |query: &str| {
+        let output = bnetl
+            .cmd(&["sql", "--format", "csv", query])
+            .env("BNETL_LOG", "bnetl=info")
+            .output()
+            .expect("bnetl runs");
+        assert!(output.status.success(), "{}", describe(&output));
+        (
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (rows, log) = run(
+        r#"SELECT COUNT(*) AS n, MIN("offset") AS lo, MAX("offset") AS hi FROM events WHERE "offset" BETWEEN 10 AND 19 AND "partition" = 0"#,
+    );
+    assert_eq!(rows, "n,lo,hi\n10,10,19\n");
+    assert!(log.contains("start: 10, end: 20"), "{log}");
+
+    let (rows, log) =
+        run(r#"SELECT COUNT(*) AS n FROM events WHERE "offset" > 100 AND event_type = 'default'"#);
+    // The same condition over the table extract writes, which reads everything.
+    bnetl.ok(&["extract"]);
+    let expected = bnetl.sql_numbers(
+        r#"SELECT COUNT(*) FROM extracted_events WHERE "offset" > 100 AND event_type = 'default'"#,
+    );
+    assert_eq!(rows, format!("n\n{}\n", expected[0]));
+    assert!(log.contains("start: 101, end: 128"), "{log}");
+
+    // Nothing is that recent: nothing is read.
+    let (rows, log) =
+        run("SELECT COUNT(*) AS n FROM events WHERE timestamp >= now() + INTERVAL '1 hour'");
+    assert_eq!(rows, "n\n0\n");
+    assert!(log.contains("start: 128, end: 128"), "{log}");
+    // Everything is later than 2000: everything is read.
+    let (rows, _) =
+        run("SELECT COUNT(*) AS n FROM events WHERE timestamp >= TIMESTAMP '2000-01-01 00:00:00'");
+    assert_eq!(rows, "n\n128\n");
+
+    // Conditions that cannot narrow the read leave it whole, and the answers right.
+    for (query, expected) in [
+        (
+            r#"SELECT COUNT(*) AS n FROM events WHERE "offset" = 3 OR "offset" = 90"#,
+            "n\n2\n",
+        ),
+        (
+            r#"SELECT COUNT(*) AS n FROM events WHERE "offset" <> 3"#,
+            "n\n127\n",
+        ),
+        (
+            r#"SELECT COUNT(*) AS n FROM events a JOIN events b ON a."offset" = b."offset" + 1 WHERE a."offset" < 5"#,
+            "n\n4\n",
+        ),
+    ] {
+        let (rows, log) = run(query);
+        assert_eq!(rows, expected, "{query}");
+        assert!(!log.contains("narrow the read"), "{query}: {log}");
+    }
 }

@@ -14,13 +14,16 @@ use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use crate::cli::{OutputFormat, SqlArgs};
+use crate::decode::{self, SchemaInference};
 use crate::error::{Error, Result};
-use crate::pipeline;
+use crate::pipeline::{self, pushdown};
 use crate::progress::Progress;
 use crate::settings::{ReadSettings, Settings};
+use crate::source::{self, OffsetRange};
 use crate::transform::QueryError;
 use crate::transform::queries::Query;
 use crate::transform::session;
+use std::ops::ControlFlow;
 use tokio_util::sync::CancellationToken;
 
 /// The table of the topic's decoded events, as the jobs' queries name it.
@@ -35,6 +38,62 @@ fn names_table(ctx: &SessionContext, sql: &str, table: &str) -> bool {
         .sql_to_statement(sql, &dialect)
         .and_then(|statement| state.resolve_table_references(&statement))
         .is_ok_and(|references| references.iter().any(|r| r.table() == table))
+}
+
+/// The offsets of the topic a statement over `events` reads: the read options' range,
+/// narrowed by the statement's conditions on `partition`, `offset` and `timestamp` (see
+/// [`pushdown`]).
+async fn topic_ranges(
+    settings: &Settings,
+    read: &ReadSettings,
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<Vec<OffsetRange>> {
+    let (log, topic, bounds) = (
+        settings.log.clone(),
+        settings.topic.clone(),
+        read.bounds.clone(),
+    );
+    let snapshot = pipeline::blocking(move || source::snapshot(&log, &topic, &bounds)).await??;
+    // The columns the statement is planned against: those of the first batch of the read.
+    let (log, topic, ranges) = (
+        settings.log.clone(),
+        settings.topic.clone(),
+        snapshot.ranges.clone(),
+    );
+    let mut inference = SchemaInference::new(read.schema.clone());
+    let include_headers = read.include_headers;
+    let sample = pipeline::blocking(move || {
+        log.read(&topic, &ranges, pipeline::BATCH_ROWS, &mut |batch| {
+            decode::scan(&batch, &mut inference);
+            ControlFlow::Break(())
+        })
+        .map(|()| inference.finish(include_headers).arrow())
+    })
+    .await??;
+    let narrowing = pushdown::narrowing(ctx, sql, TOPIC_TABLE, sample).await;
+    if narrowing.is_everything() {
+        return Ok(snapshot.ranges);
+    }
+    let from_offsets = match narrowing.from_timestamp {
+        Some(ts) => {
+            let (log, topic) = (settings.log.clone(), settings.topic.clone());
+            let partitions: Vec<i32> = snapshot.ranges.iter().map(|r| r.partition).collect();
+            Some(
+                pipeline::blocking(move || log.offsets_for_times(&topic, ts, &partitions))
+                    .await??,
+            )
+        }
+        None => None,
+    };
+    let ranges = narrowing.apply(&snapshot.ranges, from_offsets.as_ref());
+    tracing::info!(
+        topic = settings.topic,
+        ?narrowing,
+        ?ranges,
+        "the statement's conditions narrow the read"
+    );
+    Ok(ranges)
 }
 
 /// Runs `args.query` over the warehouse (and the topic's `events`) and prints the result on
@@ -64,7 +123,8 @@ pub async fn run(
             )));
         }
         let read = ReadSettings::from_args(&args.read, &settings.topic)?;
-        let events = pipeline::read_events(settings, &read, progress, cancel).await?;
+        let ranges = topic_ranges(settings, &read, &ctx, &args.query).await?;
+        let events = pipeline::read_events(settings, &read, &ranges, progress, cancel).await?;
         tracing::info!(
             topic = settings.topic,
             messages = events.messages,

@@ -19,6 +19,7 @@
 //! others nothing twice.
 
 pub mod fanout;
+pub mod pushdown;
 pub mod read;
 pub mod speculate;
 

@@ -8,13 +8,16 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
+use tempfile::NamedTempFile;
 use tokio_util::sync::CancellationToken;
 
 use super::fanout::until_complete;
-use super::speculate::{Decoding, Speculation, decoding_step, finish_decoding};
+use super::speculate::{Decoded, Decoding, Speculation, decoding_step, finish_decoding};
 use super::{BATCH_ROWS, blocking};
 use crate::decode::schema::EventSchema;
 use crate::decode::{EventDecoder, Quarantine, Quarantined, SchemaInference};
@@ -22,7 +25,8 @@ use crate::error::{Error, Result};
 use crate::progress::{Progress, ReadProgress};
 use crate::settings::Settings;
 use crate::source::spill::{Spill, SpillWriter};
-use crate::source::{self, Message, OffsetRange, SourceError, offsets};
+use crate::source::{Message, OffsetRange, SourceError, offsets};
+use crate::temp_ipc;
 use crate::transform::session::OpenStream;
 
 /// What the first pass learned, and the messages it read.
@@ -213,19 +217,63 @@ pub(crate) async fn scan_once(
     })
 }
 
-/// Reads `read.bounds` of the topic once, spilling, with the schema inferred over the whole
-/// read (or declared), and returns its events for a query. Writes nothing but the spill.
+/// Reads `ranges` of the topic once and returns its events for a query, decoded once into a
+/// temp Arrow IPC file that every scan replays: while reading, with the first batch's schema
+/// (or the declared one); when a later batch would change that schema, read again, spilling,
+/// and decoded with the whole read's schema on each scan. Writes nothing but temp files.
 pub async fn read_events(
     settings: &Settings,
     read: &crate::settings::ReadSettings,
+    ranges: &[OffsetRange],
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<TopicEvents> {
-    let log = settings.log.clone();
-    let topic = settings.topic.clone();
-    let bounds = read.bounds.clone();
-    let snapshot = blocking(move || source::snapshot(&log, &topic, &bounds)).await??;
-    let ranges = &snapshot.ranges;
+    let decoded: Arc<std::sync::Mutex<Option<(SchemaRef, NamedTempFile)>>> = Arc::default();
+    let slot = Arc::clone(&decoded);
+    let (scan, outcome) = super::speculate::speculate(
+        settings,
+        ranges,
+        read.include_headers,
+        read.schema.clone(),
+        progress.reading("read", &settings.topic, ranges),
+        cancel,
+        move |schema, open| async move {
+            let schema = schema.arrow();
+            let (file, mut writer) =
+                temp_ipc::create("bnetl-events-", "the decoded events file", &schema)
+                    .map_err(from_temp_ipc)?;
+            let mut stream = open();
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(|source| Error::Events {
+                    action: "decode".into(),
+                    source,
+                })?;
+                writer
+                    .write(&batch)
+                    .map_err(Error::arrow("write the decoded events file"))?;
+            }
+            writer
+                .finish()
+                .map_err(Error::arrow("finish the decoded events file"))?;
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some((schema, file));
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    let file = decoded.lock().ok().and_then(|mut slot| slot.take());
+    if let (Decoded::Served, Some((schema, file))) = (outcome, file) {
+        return Ok(TopicEvents {
+            open: replay_file(Arc::clone(&schema), Arc::new(file)),
+            schema,
+            messages: scan.messages,
+            bad_records: scan.bad.count(),
+        });
+    }
+    tracing::info!(
+        "the decode while reading is not usable (a batch changed the inferred schema): reading again to decode with the whole schema"
+    );
     let scan = scan_once(settings, read, ranges, progress, cancel).await?;
     let schema = Arc::new(scan.inference.finish(read.include_headers));
     let open = decode_spill(
@@ -238,6 +286,28 @@ pub async fn read_events(
         open,
         messages: scan.messages,
         bad_records: scan.bad.count(),
+    })
+}
+
+fn from_temp_ipc(e: temp_ipc::TempIpcError) -> Error {
+    Error::Io {
+        action: e.action,
+        source: std::io::Error::other(e.source),
+    }
+}
+
+/// The batches of a decoded events file, from the first, on every call.
+fn replay_file(schema: SchemaRef, file: Arc<NamedTempFile>) -> OpenStream {
+    Arc::new(move || {
+        let batches = temp_ipc::read(&file, "the decoded events file")
+            .map_err(|e| DataFusionError::External(e.source));
+        let stream: futures::stream::BoxStream<'static, _> = match batches {
+            Ok(reader) => {
+                futures::stream::iter(reader.map(|b| b.map_err(DataFusionError::from))).boxed()
+            }
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        };
+        Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), stream))
     })
 }
 
