@@ -167,7 +167,7 @@ pub fn read_pipelined(
 pub struct TopicEvents {
     /// Their schema.
     pub schema: arrow::datatypes::SchemaRef,
-    /// Opens a scan of them (each scan replays the read's spill).
+    /// Opens a scan of them (each scan replays the decoded events file, or the read's spill).
     pub open: OpenStream,
     /// Messages read.
     pub messages: u64,

@@ -1,7 +1,7 @@
 //! Spill: the messages of one bounded read, kept in a local Arrow IPC file.
 //!
-//! A job normally decodes while it reads and keeps nothing. When that cannot be used (a batch
-//! changed the inferred schema, or the query reads `events` more than once), the job reads its
+//! A run normally decodes while it reads and keeps nothing. When that cannot be used (a batch
+//! changed the inferred schema, or a query reads `events` more than once), the run reads its
 //! ranges again and writes every message here; the decode and every scan of the `events` table
 //! then replay the file, so they all see exactly the same bytes. The file lives in the system
 //! temp folder (`TMPDIR`) and is deleted when the last handle is dropped.
