@@ -271,3 +271,40 @@ fn a_schema_that_changes_after_the_first_batch_is_read_again_and_decoded_whole()
         );
     }
 }
+
+#[test]
+fn outputs_whose_files_are_still_uploading_when_another_commits_keep_them() {
+    // Events that do not compress (a random 64-byte field), more than a row group's rows
+    // (262,144): each output has flushed a row group larger than the object store writer's
+    // buffer, so its file is a multipart upload in its staging folder, not yet complete when
+    // the first output commits and tidies up after itself.
+    let bnetl = Bnetl::new();
+    let mut rng = Rng::seeded("BNETL_UPLOAD_SEED");
+    let events = 300_000;
+    let mut lines = String::with_capacity(events * 140);
+    for i in 0..events {
+        let noise: String = (0..64)
+            .map(|_| char::from(b'a' + rng.below(26) as u8))
+            .collect();
+        let kind = ["purchase_sword", "default"][i % 2];
+        lines.push_str(&format!(
+            "{{\"event_type\":\"{kind}\",\"Host\":\"h{i}\",\"noise\":\"{noise}\"}}\n"
+        ));
+    }
+    bnetl.produce(lines.as_bytes());
+    bnetl.ok(&["run"]);
+    let rows = events as i64;
+    for (table, rows) in [
+        ("extracted_events", rows),
+        ("transformed_events", rows),
+        ("purchases", rows / 2),
+    ] {
+        assert_eq!(
+            bnetl.sql_numbers(&format!(
+                "SELECT COUNT(*), COUNT(DISTINCT Host) FROM {table}"
+            )),
+            [rows, rows],
+            "{table}"
+        );
+    }
+}

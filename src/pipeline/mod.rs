@@ -173,13 +173,15 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> Result<Vec<Option<JobSummary>>> {
     let started = Instant::now();
-    let run_id = uuid::Uuid::now_v7().to_string();
     let Some(first) = jobs.first() else {
         return Ok(Vec::new());
     };
     let mut outputs = Vec::new();
     let mut ignored = Vec::new();
     for job in jobs {
+        // A run id (and staging folder) per output: a table's commit or abort clears its own
+        // staging folder while the other outputs' files may still be open in theirs.
+        let run_id = uuid::Uuid::now_v7().to_string();
         let Some(table) =
             sink::TableRun::begin(&settings.warehouse, &job.table, job.mode, &run_id).await?
         else {
