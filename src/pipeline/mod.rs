@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use read::read_events;
 
-use crate::decode::{BAD_RECORDS_TABLE, EventDecoder};
+use crate::decode::BAD_RECORDS_TABLE;
 use crate::error::{Error, Result};
 use crate::progress::{Progress, Spinner};
 use crate::settings::{JobSettings, Settings};
@@ -304,10 +304,9 @@ async fn stage(
     let write_cancel = cancel.clone();
     let speculated = speculate(
         settings,
+        read,
         ranges,
-        read.include_headers,
-        read.schema.clone(),
-        progress.reading("read", &settings.topic, ranges),
+        progress,
         cancel,
         move |schema, open| write_all(slot, schema.arrow(), open, write_cancel),
     )
@@ -369,37 +368,13 @@ async fn replay(
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> (Vec<Output>, Result<Scan>) {
-    let scanned = read::scan_topic(
-        settings.clone(),
-        ranges.to_vec(),
-        progress.reading("read again", &settings.topic, ranges),
-        cancel.clone(),
-        read.include_headers,
-        read.schema.clone(),
-        None,
-    )
-    .await;
-    let scan = match scanned {
-        Ok(scan) => scan,
-        Err(e) => return (outputs, Err(e)),
-    };
-    let Some(spill) = scan.spill.clone() else {
-        return (
-            outputs,
-            Err(Error::Usage(
-                "a read without a decode while reading spills".into(),
-            )),
-        );
-    };
-    tracing::debug!(messages = spill.messages(), "decoding the spill");
-    let schema = Arc::new(scan.inference.finish(read.include_headers));
-    let open = read::decode_spill(
-        spill,
-        EventDecoder::new(Arc::clone(&schema), &settings.topic),
-        progress.reading("decode", &settings.topic, ranges),
-    );
+    let (scan, schema, open) =
+        match read::read_spilled(settings, read, ranges, progress, cancel).await {
+            Ok(read) => read,
+            Err(e) => return (outputs, Err(e)),
+        };
     let held = Arc::new(Mutex::new(outputs));
-    let written = write_all(Arc::clone(&held), schema.arrow(), open, cancel.clone()).await;
+    let written = write_all(Arc::clone(&held), schema, open, cancel.clone()).await;
     (take(&held), written.map(|()| scan))
 }
 

@@ -1,7 +1,7 @@
 //! Source and decode stages: a bounded read of the topic on a reader thread, parsed on
 //! another ([`read_pipelined`]); the first pass that infers the schema and keeps bad records
 //! aside, decoding as it goes ([`scan_topic`], rules in [`super::speculate`]) or spilling every
-//! message for a second pass ([`scan_once`], [`decode_spill`]); and the `events` table of
+//! message for a second pass ([`read_spilled`], [`decode_spill`]); and the `events` table of
 //! `bnetl sql` ([`read_events`]).
 
 use std::ops::ControlFlow;
@@ -175,31 +175,20 @@ pub struct TopicEvents {
     pub bad_records: u64,
 }
 
-/// A read of some ranges that kept every message (spilled) and what it learned.
-pub(crate) struct Spilled {
-    /// The schema inferred over the read (or the declared one).
-    pub inference: SchemaInference,
-    /// Its bad records.
-    pub bad: Quarantined,
-    /// Messages read.
-    pub messages: u64,
-    /// Every message read.
-    pub spill: Spill,
-}
-
-/// Reads `ranges` once, spilling every message, inferring the schema over all of them (or
-/// taking `read.schema`) and keeping the bad records aside.
-pub(crate) async fn scan_once(
+/// Reads `ranges` (again), spilling every message, inferring the schema over all of them (or
+/// taking `read.schema`) and keeping the bad records aside; returns what it learned, the
+/// schema, and the events decoded from the spill with it (each scan decodes the spill again).
+pub(super) async fn read_spilled(
     settings: &Settings,
     read: &crate::settings::ReadSettings,
     ranges: &[OffsetRange],
     progress: &Progress,
     cancel: &CancellationToken,
-) -> Result<Spilled> {
-    let scan = scan_topic(
+) -> Result<(Scan, SchemaRef, OpenStream)> {
+    let mut scan = scan_topic(
         settings.clone(),
         ranges.to_vec(),
-        progress.reading("read", &settings.topic, ranges),
+        progress.reading("read again", &settings.topic, ranges),
         cancel.clone(),
         read.include_headers,
         read.schema.clone(),
@@ -208,13 +197,16 @@ pub(crate) async fn scan_once(
     .await?;
     let spill = scan
         .spill
+        .take()
         .expect("a read without a decode while reading spills");
-    Ok(Spilled {
-        inference: scan.inference,
-        bad: scan.bad,
-        messages: scan.messages,
+    tracing::debug!(messages = spill.messages(), "decoding the spill");
+    let schema = Arc::new(scan.inference.finish(read.include_headers));
+    let open = decode_spill(
         spill,
-    })
+        EventDecoder::new(Arc::clone(&schema), &settings.topic),
+        progress.reading("decode", &settings.topic, ranges),
+    );
+    Ok((scan, schema.arrow(), open))
 }
 
 /// Reads `ranges` of the topic once and returns its events for a query, decoded once into a
@@ -232,10 +224,9 @@ pub async fn read_events(
     let slot = Arc::clone(&decoded);
     let (scan, outcome) = super::speculate::speculate(
         settings,
+        read,
         ranges,
-        read.include_headers,
-        read.schema.clone(),
-        progress.reading("read", &settings.topic, ranges),
+        progress,
         cancel,
         move |schema, open| async move {
             let schema = schema.arrow();
@@ -274,15 +265,9 @@ pub async fn read_events(
     tracing::info!(
         "the decode while reading is not usable (a batch changed the inferred schema): reading again to decode with the whole schema"
     );
-    let scan = scan_once(settings, read, ranges, progress, cancel).await?;
-    let schema = Arc::new(scan.inference.finish(read.include_headers));
-    let open = decode_spill(
-        scan.spill,
-        EventDecoder::new(Arc::clone(&schema), &settings.topic),
-        progress.reading("decode", &settings.topic, ranges),
-    );
+    let (scan, schema, open) = read_spilled(settings, read, ranges, progress, cancel).await?;
     Ok(TopicEvents {
-        schema: schema.arrow(),
+        schema,
         open,
         messages: scan.messages,
         bad_records: scan.bad.count(),
@@ -312,7 +297,7 @@ fn replay_file(schema: SchemaRef, file: Arc<NamedTempFile>) -> OpenStream {
 }
 
 /// The decoded events of the run, replayed from its spill on every scan of the table.
-pub(crate) fn decode_spill(spill: Spill, decoder: EventDecoder, bars: ReadProgress) -> OpenStream {
+fn decode_spill(spill: Spill, decoder: EventDecoder, bars: ReadProgress) -> OpenStream {
     let schema = decoder.schema().arrow();
     Arc::new(move || {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, DataFusionError>>(4);

@@ -23,8 +23,8 @@ use super::read::{Scan, scan_topic};
 use crate::decode::schema::EventSchema;
 use crate::decode::{self, BadRecord, Conformance, EventDecoder, SchemaInference};
 use crate::error::{Error, Result};
-use crate::progress::ReadProgress;
-use crate::settings::Settings;
+use crate::progress::Progress;
+use crate::settings::{ReadSettings, Settings};
 use crate::source::{Message, OffsetRange};
 use crate::transform::session::OpenStream;
 
@@ -246,10 +246,9 @@ pub(super) enum Decoded {
 /// run's error, unless the read failed first (its error is the cause).
 pub(super) async fn speculate<F, Fut>(
     settings: &Settings,
+    read: &ReadSettings,
     ranges: &[OffsetRange],
-    include_headers: bool,
-    declared: Option<Arc<EventSchema>>,
-    bars: ReadProgress,
+    progress: &Progress,
     cancel: &CancellationToken,
     consume: F,
 ) -> Result<(Scan, Decoded)>
@@ -259,13 +258,13 @@ where
 {
     let (speculation, decoded) = Speculation::new();
     let read_cancel = cancel.child_token();
-    let read = tokio::spawn(scan_topic(
+    let reading = tokio::spawn(scan_topic(
         settings.clone(),
         ranges.to_vec(),
-        bars,
+        progress.reading("read", &settings.topic, ranges),
         read_cancel.clone(),
-        include_headers,
-        declared,
+        read.include_headers,
+        read.schema.clone(),
         Some(speculation),
     ));
     let Speculated {
@@ -286,7 +285,7 @@ where
                 Err(e) => {
                     // A read that failed ends the decoded stream early: its error is the cause.
                     read_cancel.cancel();
-                    return match read.await {
+                    return match reading.await {
                         Ok(Err(read_error)) if !matches!(read_error, Error::Interrupted) => {
                             Err(read_error)
                         }
@@ -298,7 +297,7 @@ where
         // The read ended before its first batch: nothing was speculated.
         Err(_) => None,
     };
-    let scan = read.await.map_err(|source| Error::Task {
+    let scan = reading.await.map_err(|source| Error::Task {
         task: "topic read".into(),
         source,
     })??;
