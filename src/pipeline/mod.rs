@@ -430,45 +430,33 @@ async fn write_all(
             })
         })
         .collect();
-    let mut first_error: Option<Error> = None;
+    let mut errors = Vec::new();
     let mut back = Vec::new();
     for task in futures::future::join_all(tasks).await {
         match task {
             Ok((output, written)) => {
                 back.push(output);
-                if let Err(e) = written {
-                    // The first real failure; the others were stopped because of it.
-                    let stopped = matches!(e, Error::Sink(sink::SinkError::Cancelled { .. }));
-                    if first_error.is_none()
-                        || (!stopped
-                            && matches!(
-                                first_error,
-                                Some(Error::Sink(sink::SinkError::Cancelled { .. }))
-                            ))
-                    {
-                        first_error = Some(e);
-                    }
-                }
+                errors.extend(written.err());
             }
-            Err(source) => {
-                first_error.get_or_insert(Error::Task {
-                    task: "output".into(),
-                    source,
-                });
-            }
+            Err(source) => errors.push(Error::Task {
+                task: "output".into(),
+                source,
+            }),
         }
     }
     stop.cancel();
     if let Err(source) = pump.await {
-        first_error.get_or_insert(Error::Task {
+        errors.push(Error::Task {
             task: "fan-out".into(),
             source,
         });
     }
     *held.lock().unwrap_or_else(|p| p.into_inner()) = back;
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(()),
+    // The failure itself, not the outputs stopped because of it.
+    let stopped = |e: &Error| matches!(e, Error::Sink(sink::SinkError::Cancelled { .. }));
+    match errors.iter().position(|e| !stopped(e)) {
+        Some(at) => Err(errors.swap_remove(at)),
+        None => errors.into_iter().next().map_or(Ok(()), Err),
     }
 }
 

@@ -59,12 +59,22 @@ pub fn ensure_jars() {
     });
 }
 
-/// A free TCP port on loopback (bound and released; the server binds it right after).
+/// A free TCP port on loopback (bound and released; the server binds it right after), never
+/// one this test binary was given before: the kernel may hand a released port out again at
+/// once, and a Kafka node given the same port for two listeners refuses to start.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A server process that stops when this guard is dropped or when the test binary exits for

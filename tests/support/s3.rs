@@ -2,7 +2,7 @@
 //! 'moto[server]'`, installed by `.ci/run`), started on a free loopback port for as long as the
 //! test holds it, with one bucket created through the S3 API.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,10 +15,7 @@ pub struct S3 {
 impl S3 {
     /// Starts `moto_server` and creates `bucket`.
     pub fn start(bucket: &str) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = super::infra::free_port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
