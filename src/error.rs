@@ -41,6 +41,13 @@ pub enum Error {
         #[source]
         source: arrow::error::ArrowError,
     },
+    /// Writing a Parquet file failed.
+    #[error("cannot {action}")]
+    Parquet {
+        action: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
     /// A stream of decoded events failed (its cause names the message or the query).
     #[error("cannot {action} the topic's events")]
     Events {
@@ -74,6 +81,14 @@ impl Error {
     pub fn arrow(action: impl Into<String>) -> impl FnOnce(arrow::error::ArrowError) -> Error {
         let action = action.into();
         move |source| Error::Arrow { action, source }
+    }
+
+    /// Wraps a Parquet error with what bnetl was doing.
+    pub fn parquet(
+        action: impl Into<String>,
+    ) -> impl FnOnce(parquet::errors::ParquetError) -> Error {
+        let action = action.into();
+        move |source| Error::Parquet { action, source }
     }
 
     /// Wraps an I/O error with what bnetl was doing.

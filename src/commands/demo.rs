@@ -76,9 +76,10 @@ pub async fn run(
     );
     let sent = send_seed_traffic(addr, progress).await;
     shutdown.cancel();
-    let served = server_task
-        .await
-        .map_err(|e| Error::io("stop the demo server")(std::io::Error::other(e)))?;
+    let served = server_task.await.map_err(|source| Error::Task {
+        task: "demo server".into(),
+        source,
+    })?;
     pipeline::blocking(move || writer.finish()).await?;
     served?;
     println!(

@@ -25,7 +25,10 @@ pub async fn run(settings: &Settings, args: &ServeArgs, shutdown: CancellationTo
     // The router (and with it every producer handle) is gone; the writer drains and stops.
     tokio::task::spawn_blocking(move || writer.finish())
         .await
-        .map_err(|e| Error::io("stop the log writer")(std::io::Error::other(e)))?;
+        .map_err(|source| Error::Task {
+            task: "log writer".into(),
+            source,
+        })?;
     served?;
     eprintln!("bnetl: server stopped, all acknowledged events are stored");
     Ok(())

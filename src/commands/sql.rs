@@ -312,16 +312,15 @@ impl Export {
                 let props = parquet::file::properties::WriterProperties::builder()
                     .set_compression(parquet::basic::Compression::SNAPPY)
                     .build();
+                let parquet = || Error::parquet(format!("write {}", self.path.display()));
                 let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, Some(props))
-                    .map_err(|e| io()(std::io::Error::other(e)))?;
+                    .map_err(parquet())?;
                 while let Some(batch) = stream.next().await {
                     let batch = batch.map_err(execute)?;
                     rows += batch.num_rows() as u64;
-                    writer
-                        .write(&batch)
-                        .map_err(|e| io()(std::io::Error::other(e)))?;
+                    writer.write(&batch).map_err(parquet())?;
                 }
-                writer.close().map_err(|e| io()(std::io::Error::other(e)))?;
+                writer.close().map_err(parquet())?;
             }
             ExportKind::Csv | ExportKind::Json => {
                 let format = if self.kind == ExportKind::Csv {
