@@ -1,8 +1,8 @@
 //! Server: the game API (the seed's Flask app) → events in the topic log.
 //!
 //! A handler builds the event, waits until the log has committed it, and only then answers 200;
-//! if the log does not acknowledge within the timeout the client gets 503 and nothing is
-//! acknowledged. Shutdown (Ctrl-C, SIGTERM) stops accepting, lets in-flight requests finish,
+//! if the log does not acknowledge within the timeout the client gets 503: not acknowledged
+//! (on Kafka the producer goes on delivering it, so it may still be stored, once). Shutdown (Ctrl-C, SIGTERM) stops accepting, lets in-flight requests finish,
 //! and the caller then waits for the log writer to drain.
 
 pub mod error;

@@ -91,6 +91,10 @@ impl rdkafka::consumer::ConsumerContext for KafkaContext {}
 /// How often a call that waits on the cluster checks whether a broker refused the client.
 const REFUSAL_CHECK: Duration = Duration::from_millis(250);
 
+/// How long the game API's producer keeps delivering an event (librdkafka's
+/// `message.timeout.ms`) at least: longer than a leader election.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// bnetl's consumer defaults, tuned for bounded batch reads.
 const CONSUMER_DEFAULTS: [(&str, &str); 9] = [
     // librdkafka refuses `assign` without a group id; with assign and no commits the group is
@@ -414,13 +418,19 @@ impl KafkaLog {
         Ok(())
     }
 
-    /// Starts the producer the game API uses: idempotent, `acks=all`, and a delivery timeout
-    /// of `ack_timeout`, so a request is acknowledged only once the broker stored its event.
+    /// Starts the producer the game API uses: idempotent and `acks=all`, so a request is
+    /// acknowledged only once the broker stored its event. The request waits `ack_timeout`
+    /// (then 503); librdkafka goes on delivering for at least [`DELIVERY_TIMEOUT`]: a message
+    /// that times out in an idempotent producer makes it bump its epoch and send the batches
+    /// still in flight again under new sequence numbers, so one already stored by a leader
+    /// that then died was stored twice (seen once in `tests/cli_kafka_failover.rs` with an
+    /// 8 s election and a 5 s delivery timeout). A 503 means "not confirmed": the event may
+    /// still be stored.
     pub fn future_producer(
         &self,
         ack_timeout: Duration,
     ) -> Result<FutureProducer<KafkaContext>, SourceError> {
-        let timeout_ms = ack_timeout.as_millis().max(1).to_string();
+        let timeout_ms = ack_timeout.max(DELIVERY_TIMEOUT).as_millis().to_string();
         let defaults = [
             ("enable.idempotence", "true"),
             ("acks", "all"),
