@@ -156,6 +156,8 @@ pub fn resume_offsets(
 /// One output of a run: its job (query and table), the table's run, and the offsets it
 /// already holds (with `--incremental`).
 struct Output {
+    /// Its place among the run's jobs.
+    at: usize,
     job: JobSettings,
     table: sink::TableRun,
     holds: Option<BTreeMap<i32, i64>>,
@@ -177,19 +179,18 @@ pub async fn run(
         return Ok(Vec::new());
     };
     let mut outputs = Vec::new();
-    let mut ignored = Vec::new();
-    for job in jobs {
+    for (at, job) in jobs.iter().enumerate() {
         // A run id (and staging folder) per output: a table's commit or abort clears its own
         // staging folder while the other outputs' files may still be open in theirs.
         let run_id = uuid::Uuid::now_v7().to_string();
         let Some(table) =
             sink::TableRun::begin(&settings.warehouse, &job.table, job.mode, &run_id).await?
         else {
-            ignored.push(job.table.name.clone());
             continue;
         };
         let holds = resume_offsets(job, &table, &settings.topic)?;
         outputs.push(Output {
+            at,
             job: job.clone(),
             table,
             holds,
@@ -231,7 +232,7 @@ pub async fn run(
             "messages that are not JSON objects were quarantined"
         );
     }
-    let mut summaries: BTreeMap<String, JobSummary> = BTreeMap::new();
+    let mut summaries: Vec<Option<JobSummary>> = jobs.iter().map(|_| None).collect();
     let mut outputs = outputs.into_iter();
     while let Some(output) = outputs.next() {
         let ranges = output_ranges(&snapshot.ranges, output.holds.as_ref());
@@ -248,34 +249,28 @@ pub async fn run(
         } else {
             ranges.iter().map(|r| (r.end - r.start) as u64).sum()
         };
-        summaries.insert(
-            output.job.table.name.clone(),
-            JobSummary {
-                job: output.job.name.clone(),
-                topic: settings.topic.clone(),
-                messages,
-                // The one read's, shared by every output.
-                bytes: scan.bytes,
-                bad_records: commit.bad_records,
-                lost_offsets: snapshot.lost.iter().map(|l| l.skipped()).sum(),
-                ranges,
-                written,
-                mode: commit.mode,
-                version: commit.version,
-                elapsed: started.elapsed(),
-            },
-        );
+        summaries[output.at] = Some(JobSummary {
+            job: output.job.name.clone(),
+            topic: settings.topic.clone(),
+            messages,
+            // The one read's, shared by every output.
+            bytes: scan.bytes,
+            bad_records: commit.bad_records,
+            lost_offsets: snapshot.lost.iter().map(|l| l.skipped()).sum(),
+            ranges,
+            written,
+            mode: commit.mode,
+            version: commit.version,
+            elapsed: started.elapsed(),
+        });
     }
     tracing::info!(
-        outputs = summaries.len(),
-        ignored = ?ignored,
+        committed = summaries.iter().flatten().count(),
+        ignored = summaries.iter().filter(|s| s.is_none()).count(),
         seconds = started.elapsed().as_secs_f64(),
         "pipeline run done"
     );
-    Ok(jobs
-        .iter()
-        .map(|job| summaries.remove(&job.table.name))
-        .collect())
+    Ok(summaries)
 }
 
 /// Discards what `outputs` staged; returns `error`, the reason.
@@ -299,6 +294,8 @@ async fn stage(
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> (Vec<Output>, Result<Scan>) {
+    // The outputs go to the speculative write through `held` and come back there; if the read
+    // ends before its first batch, that write never runs and they are still there.
     let held = Arc::new(Mutex::new(outputs));
     let slot = Arc::clone(&held);
     let write_cancel = cancel.clone();
@@ -308,7 +305,11 @@ async fn stage(
         ranges,
         progress,
         cancel,
-        move |schema, open| write_all(slot, schema.arrow(), open, write_cancel),
+        move |schema, open| async move {
+            let (back, written) = write_all(take(&slot), schema.arrow(), open, write_cancel).await;
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = back;
+            written
+        },
     )
     .await;
     let mut outputs = take(&held);
@@ -323,13 +324,19 @@ async fn stage(
                     output.table.discard_staged_table().await;
                 }
             }
-            match replay(settings, outputs, read, ranges, progress, cancel).await {
-                (back, Ok(scan)) => {
-                    outputs = back;
-                    scan
-                }
-                (back, Err(e)) => return (back, Err(e)),
+            // The second pass: read again, spilling, and fan the spill out, decoded with the
+            // whole read's schema.
+            let (scan, schema, open) =
+                match read::read_spilled(settings, read, ranges, progress, cancel).await {
+                    Ok(read) => read,
+                    Err(e) => return (outputs, Err(e)),
+                };
+            let (back, written) = write_all(outputs, schema, open, cancel.clone()).await;
+            outputs = back;
+            if let Err(e) = written {
+                return (outputs, Err(e));
             }
+            scan
         }
         Err(e) => return (outputs, Err(e)),
     };
@@ -358,44 +365,21 @@ fn take(held: &Mutex<Vec<Output>>) -> Vec<Output> {
     }
 }
 
-/// The second pass: reads `ranges` again, spilling, and fans the spill, decoded with the
-/// whole read's schema, out to the outputs.
-async fn replay(
-    settings: &Settings,
-    outputs: Vec<Output>,
-    read: &crate::settings::ReadSettings,
-    ranges: &[OffsetRange],
-    progress: &Progress,
-    cancel: &CancellationToken,
-) -> (Vec<Output>, Result<Scan>) {
-    let (scan, schema, open) =
-        match read::read_spilled(settings, read, ranges, progress, cancel).await {
-            Ok(read) => read,
-            Err(e) => return (outputs, Err(e)),
-        };
-    let held = Arc::new(Mutex::new(outputs));
-    let written = write_all(Arc::clone(&held), schema, open, cancel.clone()).await;
-    (take(&held), written.map(|()| scan))
-}
-
-/// Fans the stream `open` gives out to every output held in `held` and writes each output's
-/// query result to its table, the outputs in parallel tasks; they are back in `held` when
-/// this returns. The first output error stops the others and is the result.
+/// Fans the stream `open` gives out to every output and writes each output's query result to
+/// its table, the outputs in parallel tasks; the outputs come back, with the first output
+/// error (it stops the others) or success.
 async fn write_all(
-    held: Arc<Mutex<Vec<Output>>>,
+    outputs: Vec<Output>,
     schema: SchemaRef,
     open: OpenStream,
     cancel: CancellationToken,
-) -> Result<()> {
-    let outputs = take(&held);
+) -> (Vec<Output>, Result<()>) {
     let (partition_at, offset_at) = match (schema.index_of("partition"), schema.index_of("offset"))
     {
         (Ok(p), Ok(o)) => (p, o),
         (Err(e), _) | (_, Err(e)) => {
-            *held.lock().unwrap_or_else(|p| p.into_inner()) = outputs;
-            return Err(Error::arrow(
-                "find the events' partition and offset columns",
-            )(e));
+            let error = Error::arrow("find the events' partition and offset columns")(e);
+            return (outputs, Err(error));
         }
     };
     let (opens, pump) = fanout::fan_out(open, Arc::clone(&schema), outputs.len());
@@ -451,13 +435,13 @@ async fn write_all(
             source,
         });
     }
-    *held.lock().unwrap_or_else(|p| p.into_inner()) = back;
     // The failure itself, not the outputs stopped because of it.
     let stopped = |e: &Error| matches!(e, Error::Sink(sink::SinkError::Cancelled { .. }));
-    match errors.iter().position(|e| !stopped(e)) {
+    let result = match errors.iter().position(|e| !stopped(e)) {
         Some(at) => Err(errors.swap_remove(at)),
         None => errors.into_iter().next().map_or(Ok(()), Err),
-    }
+    };
+    (back, result)
 }
 
 /// The stream `open` gives, without the rows of offsets the output already holds.
