@@ -55,6 +55,9 @@ async fn topic_ranges(
         read.bounds.clone(),
     );
     let snapshot = pipeline::blocking(move || source::snapshot(&log, &topic, &bounds)).await??;
+    if !pushdown::may_narrow(sql) {
+        return Ok(snapshot.ranges);
+    }
     // The columns the statement is planned against: those of the first batch of the read.
     let (log, topic, ranges) = (
         settings.log.clone(),
