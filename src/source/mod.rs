@@ -245,6 +245,16 @@ pub enum SourceError {
         "records of {topic} (partitions {partitions:?}) were deleted while they were read (data loss)"
     )]
     DataLossDuringRead { topic: String, partitions: Vec<i32> },
+    #[error(
+        "the embedded log {log} is damaged: the batch of {topic}/{partition} from offset {base_offset} stops making sense at byte {at}"
+    )]
+    CorruptBatch {
+        log: PathBuf,
+        topic: String,
+        partition: i32,
+        base_offset: i64,
+        at: usize,
+    },
     #[error(transparent)]
     Resolve(#[from] ResolveError),
     #[error("cannot {action}")]
