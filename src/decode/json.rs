@@ -325,6 +325,15 @@ impl Conformance {
         }
     }
 
+    /// Adds what `other` saw (after these messages, with the same schema) to this.
+    pub fn absorb(&mut self, other: Conformance) {
+        for (mask, other) in self.masks.iter_mut().zip(other.masks) {
+            *mask |= other;
+        }
+        self.new_field |= other.new_field;
+        self.bad.extend(other.bad);
+    }
+
     /// Adds what was seen to `inference`, as if [`scan`] had read the same messages. A field
     /// outside the schema is not known by name here: the caller scans that batch again.
     pub fn merge_into(&self, schema: &EventSchema, inference: &mut SchemaInference) {

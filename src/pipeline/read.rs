@@ -5,8 +5,8 @@
 //! `bnetl sql` ([`read_events`]).
 
 use std::ops::ControlFlow;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -20,7 +20,7 @@ use super::fanout::until_complete;
 use super::speculate::{Decoded, Decoding, Speculation, decoding_step, finish_decoding};
 use super::{BATCH_ROWS, blocking};
 use crate::decode::schema::EventSchema;
-use crate::decode::{EventDecoder, Quarantine, Quarantined, SchemaInference};
+use crate::decode::{Conformance, EventDecoder, Quarantine, Quarantined, SchemaInference};
 use crate::error::{Error, Result};
 use crate::progress::{Progress, ReadProgress};
 use crate::settings::Settings;
@@ -67,10 +67,20 @@ pub(super) async fn scan_topic(
         };
         let mut spill_error: Option<Error> = None;
         let mut decoding = speculation.map_or(Decoding::Off, Decoding::Waiting);
+        // Once the first batch gave the schema, the batches are decoded on the prepare threads
+        // and only checked here, in order.
+        let decoder = OnceLock::<EventDecoder>::new();
         read_pipelined(
             |on_batch| log.read(&topic, &ranges, BATCH_ROWS, on_batch),
             &bars,
             |batch| {
+                let decoded = decoder.get().map(|decoder| {
+                    let mut seen = Conformance::new(decoder.schema());
+                    (decoder.decode_checked(&batch, &mut seen), seen)
+                });
+                (batch, decoded)
+            },
+            |(batch, decoded)| {
                 if thread_cancel.is_cancelled() {
                     return ControlFlow::Break(());
                 }
@@ -91,11 +101,18 @@ pub(super) async fn scan_topic(
                 decoding = decoding_step(
                     std::mem::replace(&mut decoding, Decoding::Off),
                     &batch,
+                    decoded,
                     &topic,
                     include_headers,
                     &mut inference,
                     &mut found,
                 );
+                if let Decoding::Running {
+                    decoder: running, ..
+                } = &decoding
+                {
+                    decoder.get_or_init(|| running.clone());
+                }
                 if let Err(e) = bad.extend(found.drain(..)) {
                     spill_error = Some(e.into());
                     return ControlFlow::Break(());
@@ -130,30 +147,61 @@ pub(super) async fn scan_topic(
     Ok(scan)
 }
 
-/// Runs `read` (a source handing batches to its callback) on a reader thread while `consume`
-/// handles the batches on this one, so reading and parsing use both cores.
-pub fn read_pipelined(
+/// Threads that prepare (decode) batches between the reader and the consumer: one per core.
+fn prepare_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4))
+}
+
+/// Runs `read` (a source handing batches to its callback) on a reader thread, `prepare` on each
+/// batch on a thread per core, and `consume` on the prepared batches, in the order read, on
+/// this thread: reading, parsing and what follows use every core.
+pub fn read_pipelined<T: Send>(
     read: impl FnOnce(&mut dyn FnMut(Vec<Message>) -> ControlFlow<()>) -> Result<(), SourceError> + Send,
     bars: &ReadProgress,
-    mut consume: impl FnMut(Vec<Message>) -> ControlFlow<()>,
+    prepare: impl Fn(Vec<Message>) -> T + Sync,
+    mut consume: impl FnMut(T) -> ControlFlow<()>,
 ) -> Result<(), SourceError> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Message>>(4);
+    let threads = prepare_threads();
     std::thread::scope(|scope| {
+        // Batch k goes to thread k % threads and comes back from it: the order is kept without
+        // a reordering buffer, and the first thread that ends marks the end of the read.
+        let mut inputs = Vec::with_capacity(threads);
+        let mut outputs = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let (in_tx, in_rx) = std::sync::mpsc::sync_channel::<Vec<Message>>(2);
+            let (out_tx, out_rx) = std::sync::mpsc::sync_channel::<T>(2);
+            let prepare = &prepare;
+            scope.spawn(move || {
+                for batch in in_rx {
+                    if out_tx.send(prepare(batch)).is_err() {
+                        break;
+                    }
+                }
+            });
+            inputs.push(in_tx);
+            outputs.push(out_rx);
+        }
         let reader = scope.spawn(move || {
+            let mut next = 0;
             read(&mut |batch| {
                 bars.advance_batch(&batch);
-                match tx.send(batch) {
+                let sent = inputs[next % inputs.len()].send(batch);
+                next += 1;
+                match sent {
                     Ok(()) => ControlFlow::Continue(()),
                     Err(_) => ControlFlow::Break(()),
                 }
             })
         });
-        for batch in rx.iter() {
-            if consume(batch).is_break() {
+        for next in 0.. {
+            let Ok(prepared) = outputs[next % threads].recv() else {
+                break;
+            };
+            if consume(prepared).is_break() {
                 break;
             }
         }
-        drop(rx);
+        drop(outputs);
         reader.join().unwrap_or_else(|_| {
             Err(SourceError::Spill {
                 action: "read the topic (the reader thread panicked)".into(),
@@ -311,13 +359,13 @@ fn decode_spill(spill: Spill, decoder: EventDecoder, bars: ReadProgress) -> Open
                     |on_batch| spill.read(on_batch),
                     &bars,
                     |batch| {
-                        let decoded = decoder
+                        decoder
                             .decode(&batch)
-                            .map_err(|e| DataFusionError::External(Box::new(e)));
-                        match tx.blocking_send(decoded) {
-                            Ok(()) => ControlFlow::Continue(()),
-                            Err(_) => ControlFlow::Break(()),
-                        }
+                            .map_err(|e| DataFusionError::External(Box::new(e)))
+                    },
+                    |decoded| match tx.blocking_send(decoded) {
+                        Ok(()) => ControlFlow::Continue(()),
+                        Err(_) => ControlFlow::Break(()),
                     },
                 );
                 bars.finish();

@@ -123,11 +123,16 @@ pub(super) enum Decoding {
     Off,
 }
 
+/// A batch decoded ahead, off the first pass's thread, by the decoder of [`Decoding::Running`]:
+/// [`EventDecoder::decode_checked`]'s answer and what it saw in that batch alone.
+pub(super) type Predecoded = (Result<RecordBatch, crate::decode::DecodeError>, Conformance);
+
 /// One batch of the first pass: infer, keep bad records, and decode while the first batch's
-/// schema holds.
+/// schema holds (or take the batch `predecoded` by the running decoder).
 pub(super) fn decoding_step(
     decoding: Decoding,
     batch: &[Message],
+    predecoded: Option<Predecoded>,
     topic: &str,
     include_headers: bool,
     inference: &mut SchemaInference,
@@ -166,7 +171,13 @@ pub(super) fn decoding_step(
             decoder,
             mut seen,
         } => {
-            let decoded = decoder.decode_checked(batch, &mut seen);
+            let decoded = match predecoded {
+                Some((decoded, batch_seen)) => {
+                    seen.absorb(batch_seen);
+                    decoded
+                }
+                None => decoder.decode_checked(batch, &mut seen),
+            };
             let schema = decoder.schema();
             if !seen.holds(schema, inference, include_headers) {
                 // This batch names a new field or widens a type: infer it in full, and let
@@ -339,7 +350,7 @@ mod tests {
         let mut decoding = Decoding::Waiting(speculation);
         let mut bad = Vec::new();
         for batch in batches {
-            decoding = decoding_step(decoding, batch, "events", false, inference, &mut bad);
+            decoding = decoding_step(decoding, batch, None, "events", false, inference, &mut bad);
         }
         (decoding, bad)
     }
