@@ -383,3 +383,85 @@ fn decode_spill(spill: Spill, decoder: EventDecoder, bars: ReadProgress) -> Open
         Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), stream))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(first: i64, len: i64) -> Vec<Message> {
+        (first..first + len)
+            .map(|offset| Message {
+                partition: 0,
+                offset,
+                timestamp_ms: 0,
+                timestamp_type: 0,
+                key: None,
+                value: Some(offset.to_string().into_bytes()),
+                headers: Vec::new(),
+            })
+            .collect()
+    }
+
+    /// A source of `batches` batches of 3 messages; returns how many it handed over.
+    fn source(
+        batches: i64,
+        handed: &std::sync::atomic::AtomicI64,
+    ) -> impl FnOnce(&mut dyn FnMut(Vec<Message>) -> ControlFlow<()>) -> Result<(), SourceError> + Send
+    {
+        move |on_batch| {
+            for k in 0..batches {
+                handed.fetch_add(1, Ordering::SeqCst);
+                if on_batch(batch(k * 3, 3)).is_break() {
+                    break;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn prepared_batches_come_back_in_the_order_read() {
+        let handed = std::sync::atomic::AtomicI64::new(0);
+        let mut seen = Vec::new();
+        read_pipelined(
+            source(50, &handed),
+            &ReadProgress::default(),
+            |messages| {
+                // Uneven work, so that the threads finish out of order.
+                if messages[0].offset % 2 == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                messages.iter().map(|m| m.offset).collect::<Vec<_>>()
+            },
+            |offsets| {
+                seen.extend(offsets);
+                ControlFlow::Continue(())
+            },
+        )
+        .unwrap();
+        assert_eq!(seen, (0..150).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_consumer_that_stops_stops_the_reader() {
+        let handed = std::sync::atomic::AtomicI64::new(0);
+        let mut consumed = 0;
+        read_pipelined(
+            source(10_000, &handed),
+            &ReadProgress::default(),
+            |messages| messages.len(),
+            |_| {
+                consumed += 1;
+                if consumed == 3 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(consumed, 3);
+        // What was in flight (two queued per thread, one being prepared), not the whole source.
+        assert!(handed.load(Ordering::SeqCst) < 100, "{handed:?}");
+    }
+}
