@@ -66,11 +66,14 @@ pub(super) async fn scan_topic(
             None => Some(SpillWriter::create()?),
         };
         let mut spill_error: Option<Error> = None;
+        // Without a speculation nothing is decoded on the way: one thread passes batches on.
+        let decode_threads = speculation.as_ref().map_or(1, Speculation::decode_threads);
         let mut decoding = speculation.map_or(Decoding::Off, Decoding::Waiting);
         // Once the first batch gave the schema, the batches are decoded on the prepare threads
         // and only checked here, in order.
         let decoder = OnceLock::<EventDecoder>::new();
         read_pipelined(
+            decode_threads,
             |on_batch| log.read(&topic, &ranges, BATCH_ROWS, on_batch),
             &bars,
             |batch| {
@@ -147,29 +150,31 @@ pub(super) async fn scan_topic(
     Ok(scan)
 }
 
-/// Threads that prepare (decode) batches between the reader and the consumer: one per core.
-fn prepare_threads() -> usize {
+/// Threads that decode batches between the reader and the consumer where nothing else needs
+/// the cores (`sql`'s events): one per core.
+pub(super) fn per_core() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4))
 }
 
 /// Runs `read` (a source handing batches to its callback) on a reader thread, `prepare` on each
-/// batch on a thread per core, and `consume` on the prepared batches, in the order read, on
-/// this thread: reading, parsing and what follows use every core.
+/// batch on `threads` threads, and `consume` on the prepared batches, in the order read, on
+/// this thread: reading, parsing and what follows run at the same time.
 pub fn read_pipelined<T: Send>(
+    threads: usize,
     read: impl FnOnce(&mut dyn FnMut(Vec<Message>) -> ControlFlow<()>) -> Result<(), SourceError> + Send,
     bars: &ReadProgress,
     prepare: impl Fn(Vec<Message>) -> T + Sync,
     mut consume: impl FnMut(T) -> ControlFlow<()>,
 ) -> Result<(), SourceError> {
-    let threads = prepare_threads();
+    let threads = threads.max(1);
     std::thread::scope(|scope| {
         // Batch k goes to thread k % threads and comes back from it: the order is kept without
         // a reordering buffer, and the first thread that ends marks the end of the read.
         let mut inputs = Vec::with_capacity(threads);
         let mut outputs = Vec::with_capacity(threads);
         for _ in 0..threads {
-            let (in_tx, in_rx) = std::sync::mpsc::sync_channel::<Vec<Message>>(2);
-            let (out_tx, out_rx) = std::sync::mpsc::sync_channel::<T>(2);
+            let (in_tx, in_rx) = std::sync::mpsc::sync_channel::<Vec<Message>>(1);
+            let (out_tx, out_rx) = std::sync::mpsc::sync_channel::<T>(1);
             let prepare = &prepare;
             scope.spawn(move || {
                 for batch in in_rx {
@@ -232,6 +237,7 @@ pub(super) async fn read_spilled(
     ranges: &[OffsetRange],
     progress: &Progress,
     cancel: &CancellationToken,
+    decode_threads: usize,
 ) -> Result<(Scan, SchemaRef, OpenStream)> {
     let mut scan = scan_topic(
         settings.clone(),
@@ -253,6 +259,7 @@ pub(super) async fn read_spilled(
         spill,
         EventDecoder::new(Arc::clone(&schema), &settings.topic),
         progress.reading("decode", &settings.topic, ranges),
+        decode_threads,
     );
     Ok((scan, schema.arrow(), open))
 }
@@ -276,6 +283,7 @@ pub async fn read_events(
         ranges,
         progress,
         cancel,
+        per_core(),
         move |schema, open| async move {
             let schema = schema.arrow();
             let (file, mut writer) =
@@ -313,7 +321,8 @@ pub async fn read_events(
     tracing::info!(
         "the decode while reading is not usable (a batch changed the inferred schema): reading again to decode with the whole schema"
     );
-    let (scan, schema, open) = read_spilled(settings, read, ranges, progress, cancel).await?;
+    let (scan, schema, open) =
+        read_spilled(settings, read, ranges, progress, cancel, per_core()).await?;
     Ok(TopicEvents {
         schema,
         open,
@@ -345,7 +354,12 @@ fn replay_file(schema: SchemaRef, file: Arc<NamedTempFile>) -> OpenStream {
 }
 
 /// The decoded events of the run, replayed from its spill on every scan of the table.
-fn decode_spill(spill: Spill, decoder: EventDecoder, bars: ReadProgress) -> OpenStream {
+fn decode_spill(
+    spill: Spill,
+    decoder: EventDecoder,
+    bars: ReadProgress,
+    threads: usize,
+) -> OpenStream {
     let schema = decoder.schema().arrow();
     Arc::new(move || {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, DataFusionError>>(4);
@@ -356,6 +370,7 @@ fn decode_spill(spill: Spill, decoder: EventDecoder, bars: ReadProgress) -> Open
             .name("bnetl-decode".into())
             .spawn(move || {
                 let result = read_pipelined(
+                    threads,
                     |on_batch| spill.read(on_batch),
                     &bars,
                     |batch| {
@@ -424,6 +439,7 @@ mod tests {
         let handed = std::sync::atomic::AtomicI64::new(0);
         let mut seen = Vec::new();
         read_pipelined(
+            2,
             source(50, &handed),
             &ReadProgress::default(),
             |messages| {
@@ -447,6 +463,7 @@ mod tests {
         let handed = std::sync::atomic::AtomicI64::new(0);
         let mut consumed = 0;
         read_pipelined(
+            2,
             source(10_000, &handed),
             &ReadProgress::default(),
             |messages| messages.len(),
