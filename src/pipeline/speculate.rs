@@ -78,10 +78,15 @@ impl Speculated {
 impl Speculation {
     /// A speculation whose batches are decoded on `decode_threads` threads.
     fn new(decode_threads: usize) -> (Speculation, Speculated) {
-        let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
         // One decoded batch waits here: the fan-out queues more per output, and with a reader
         // faster than the outputs every queue is full (10M events: 15 MB less peak with 1 than 4).
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        Speculation::with_queue(decode_threads, 1)
+    }
+
+    /// A speculation that holds up to `queued` decoded batches for the query.
+    fn with_queue(decode_threads: usize, queued: usize) -> (Speculation, Speculated) {
+        let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = tokio::sync::mpsc::channel(queued);
         let complete = Arc::new(AtomicBool::new(false));
         let broken = Arc::new(AtomicBool::new(false));
         (
@@ -352,7 +357,8 @@ mod tests {
     }
 
     /// Runs `batches` through the decode's steps as the reader does; returns the state, the
-    /// batches the query side got, and the bad records.
+    /// batches the query side got, and the bad records. Nothing reads while it feeds: the
+    /// speculation must hold every batch (`with_queue`).
     fn feed(
         batches: &[Vec<Message>],
         speculation: Speculation,
@@ -378,7 +384,7 @@ mod tests {
 
     #[test]
     fn a_read_whose_first_schema_holds_decodes_every_batch_and_completes() {
-        let (speculation, mut side) = Speculation::new(1);
+        let (speculation, mut side) = Speculation::with_queue(1, 4);
         let mut inference = SchemaInference::new(None);
         let batches = [
             messages(0, &[r#"{"event_type":"a","Host":"h"}"#, "not json"]),
@@ -402,7 +408,7 @@ mod tests {
 
     #[test]
     fn a_batch_with_a_new_field_breaks_the_speculation() {
-        let (speculation, mut side) = Speculation::new(1);
+        let (speculation, mut side) = Speculation::with_queue(1, 4);
         let mut inference = SchemaInference::new(None);
         let batches = [
             messages(0, &[r#"{"event_type":"a"}"#]),
@@ -427,7 +433,7 @@ mod tests {
 
     #[test]
     fn a_wider_type_breaks_the_speculation() {
-        let (speculation, side) = Speculation::new(1);
+        let (speculation, side) = Speculation::with_queue(1, 4);
         let mut inference = SchemaInference::new(None);
         let batches = [messages(0, &[r#"{"n":1}"#]), messages(1, &[r#"{"n":1.5}"#])];
         let (decoding, _) = feed(&batches, speculation, &mut inference);
@@ -437,7 +443,7 @@ mod tests {
 
     #[test]
     fn a_query_that_stops_reading_detaches_and_a_later_change_still_breaks() {
-        let (speculation, side) = Speculation::new(1);
+        let (speculation, side) = Speculation::with_queue(1, 4);
         drop(side.batches);
         let mut inference = SchemaInference::new(None);
         let batches = [
@@ -456,7 +462,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_events_stream_is_read_once() {
-        let (_speculation, side) = Speculation::new(1);
+        let (_speculation, side) = Speculation::with_queue(1, 4);
         let schema = Arc::new(arrow::datatypes::Schema::empty());
         let open = Speculated::open(
             side.batches,
