@@ -96,7 +96,7 @@ const REFUSAL_CHECK: Duration = Duration::from_millis(250);
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// bnetl's consumer defaults, tuned for bounded batch reads.
-const CONSUMER_DEFAULTS: [(&str, &str); 9] = [
+const CONSUMER_DEFAULTS: [(&str, &str); 10] = [
     // librdkafka refuses `assign` without a group id; with assign and no commits the group is
     // never joined and no group's offsets ever move.
     ("group.id", "bnetl"),
@@ -107,13 +107,18 @@ const CONSUMER_DEFAULTS: [(&str, &str); 9] = [
     ("fetch.wait.max.ms", "10"),
     // librdkafka pauses fetching a partition for fetch.queue.backoff.ms (default 1 s) whenever
     // its local queue holds queued.min.messages (default 100k) or queued.max.messages.kbytes:
-    // a bounded read then stalls a second at a time. Measured on 1M events (bench/kafka.sh):
-    // the defaults took 2.5 s per 150k events and a 64 MiB queue cost 290 MB of RSS; with
-    // batch consumption an 8 MiB queue reads as fast as 16 MiB (0.525 vs 0.55 s, medians of
-    // 10 interleaved runs) at 124 instead of 153 MB peak RSS.
-    ("fetch.max.bytes", "16777216"),
+    // a bounded read then stalls a second at a time (the defaults took 2.5 s per 150k events).
+    // The queue's bound counts messages once decompressed, but it is checked before a fetch,
+    // and a fetch is sized in compressed bytes: the seed's events compress 18x with lz4, so a
+    // 16 MiB fetch brought 290 MB of messages at once and a run's peak RSS grew with the topic
+    // (real Kafka 4, 4 partitions: 387 MB at 1M events, 536 MB at 10M). Fetches of 64 KiB per
+    // partition and 1 MB in all (the least librdkafka takes: message.max.bytes; a larger
+    // record batch still comes whole) and a 1 MiB queue: 212-242 MB at 1M, 289 MB at 10M,
+    // as on the embedded log, in the same time (8.9 vs 9.1 s at 10M).
+    ("max.partition.fetch.bytes", "65536"),
+    ("fetch.max.bytes", "1000000"),
     ("queued.min.messages", "1000000"),
-    ("queued.max.messages.kbytes", "8192"),
+    ("queued.max.messages.kbytes", "1024"),
     ("fetch.queue.backoff.ms", "1"),
 ];
 
