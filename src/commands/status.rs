@@ -15,7 +15,7 @@ use crate::decode::BAD_RECORDS_TABLE;
 use crate::error::{Error, Result};
 use crate::pipeline;
 use crate::settings::Settings;
-use crate::sink::{Commit, TableLog};
+use crate::sink::{Commit, TableLog, TableState};
 use crate::source::offsets::Watermark;
 
 /// Prints the status of one table or of every table.
@@ -40,8 +40,8 @@ pub async fn run(settings: &Settings, args: &StatusArgs) -> Result<()> {
                 warehouse.table_url(table)
             )));
         }
-        let live = log.live().await?;
-        let latest = live.last();
+        let state = log.state().await?;
+        let latest = state.as_ref().map(|(commit, _)| commit);
         let topic = latest.map_or_else(|| settings.topic.clone(), |c| c.topic.clone());
         if !ends.contains_key(&topic) {
             let log = settings.log.clone();
@@ -59,12 +59,12 @@ pub async fn run(settings: &Settings, args: &StatusArgs) -> Result<()> {
             table,
             version: latest.map(|c| c.version),
             success: log.has_success().await?,
-            rows: latest.map(|_| live.iter().map(|c| c.rows).sum()),
-            bad_records: latest.map(|_| live.iter().map(|c| c.bad_records).sum()),
+            rows: state.as_ref().map(|(_, s)| s.rows),
+            bad_records: state.as_ref().map(|(_, s)| s.bad_records),
             files: count_files(settings, table).await?,
             topic: &topic,
         };
-        rows.add_table(&table_facts, &live, ends[&topic].as_deref());
+        rows.add_table(&table_facts, state.as_ref(), ends[&topic].as_deref());
     }
     let batch = rows.finish()?;
     let mut out = std::io::stdout().lock();
@@ -116,17 +116,15 @@ struct StatusRows {
 impl StatusRows {
     /// One row per partition the table holds or the topic has (one row without a partition
     /// for a table with neither).
-    fn add_table(&mut self, facts: &TableFacts<'_>, live: &[Commit], ends: Option<&[Watermark]>) {
-        let committed = live.last().map(|c| c.offsets.clone()).unwrap_or_default();
-        let mut first: BTreeMap<i32, i64> = BTreeMap::new();
-        for range in live
-            .iter()
-            .flat_map(|c| &c.ranges)
-            .filter(|r| r.end > r.start)
-        {
-            let start = first.entry(range.partition).or_insert(range.start);
-            *start = (*start).min(range.start);
-        }
+    fn add_table(
+        &mut self,
+        facts: &TableFacts<'_>,
+        state: Option<&(Commit, TableState)>,
+        ends: Option<&[Watermark]>,
+    ) {
+        let empty = BTreeMap::new();
+        let (committed, first) =
+            state.map_or((&empty, &empty), |(c, s)| (&c.offsets, &s.first_offsets));
         let mut partitions: BTreeSet<i32> = committed.keys().copied().collect();
         partitions.extend(ends.unwrap_or_default().iter().map(|w| w.partition));
         let partitions: Vec<Option<i32>> = if partitions.is_empty() {

@@ -20,6 +20,12 @@
 //! run killed before its claim leaves nothing but a staging folder, and one killed after it is
 //! completed by the next run: the offsets in the log always describe exactly the rows in the
 //! table, which is what makes `--incremental` exactly-once.
+//!
+//! Every [`CHECKPOINT_INTERVAL`]th version, the run that publishes it also writes
+//! `<version>.checkpoint.json`, the table's state as of that version ([`TableState`]: its files,
+//! rows and first offsets since the latest overwrite), so a reader folds at most that many
+//! commits. Writers need only the latest commit and never read checkpoints; a checkpoint that
+//! cannot be read is logged and the commits are read instead.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,6 +41,10 @@ use super::{SUCCESS_MARKER, SinkError, Warehouse};
 /// Folder of a table's commits. It starts with `_`, so Spark and Hive skip it, and holds no
 /// `.parquet` files, so DuckDB's and DataFusion's globs skip it too.
 pub const LOG_DIR: &str = "_bnetl_log";
+
+/// Every this many versions, the run that publishes one also writes a checkpoint of the table's
+/// state, so readers fold at most this many commits however long the table's history is.
+pub const CHECKPOINT_INTERVAL: u64 = 100;
 
 /// Staging folders older than this with no commit are left by killed runs and are removed.
 const ORPHAN_AGE_MS: i64 = 24 * 3600 * 1000;
@@ -106,6 +116,43 @@ pub struct Commit {
     pub schema: Vec<super::TableColumn>,
 }
 
+/// What a table holds as of one version: the commits since its last overwrite, folded. Kept
+/// every [`CHECKPOINT_INTERVAL`] versions in `<table>/_bnetl_log/<version>.checkpoint.json`, a
+/// cache of what the commits say: a reader that cannot read one reads the commits instead.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableState {
+    /// The version described (0: before the first commit).
+    pub version: u64,
+    /// Data files of the live commits, relative to the warehouse root.
+    pub files: BTreeSet<String>,
+    /// Rows the live commits added to the table.
+    pub rows: u64,
+    /// Rows the live commits added to the table's bad records.
+    pub bad_records: u64,
+    /// Per partition, the first offset a live commit read.
+    pub first_offsets: BTreeMap<i32, i64>,
+}
+
+impl TableState {
+    /// The state after `commit`, the version that follows this one: an overwrite starts anew.
+    fn apply(&mut self, commit: &Commit) {
+        if commit.mode == SaveMode::Overwrite {
+            *self = TableState::default();
+        }
+        self.version = commit.version;
+        self.files.extend(commit.files.iter().cloned());
+        self.rows += commit.rows;
+        self.bad_records += commit.bad_records;
+        for range in commit.ranges.iter().filter(|r| r.end > r.start) {
+            let first = self
+                .first_offsets
+                .entry(range.partition)
+                .or_insert(range.start);
+            *first = (*first).min(range.start);
+        }
+    }
+}
+
 /// What earlier bnetl versions wrote in `_SUCCESS`: the version it marks complete. Still honoured
 /// for tables written then; `_SUCCESS` is now empty, as Spark's.
 #[derive(Debug, Serialize, Deserialize)]
@@ -151,8 +198,20 @@ impl TableLog {
         format!("{STAGING_DIR}/{run_id}")
     }
 
+    fn checkpoint_path(&self, version: u64) -> Path {
+        self.warehouse.path(&format!(
+            "{}/{LOG_DIR}/{version:020}.checkpoint.json",
+            self.table
+        ))
+    }
+
     /// Every committed version, oldest first.
     pub async fn versions(&self) -> Result<Vec<u64>, SinkError> {
+        Ok(self.listing().await?.0)
+    }
+
+    /// The committed versions and the checkpointed ones, each oldest first, from one listing.
+    async fn listing(&self) -> Result<(Vec<u64>, Vec<u64>), SinkError> {
         let folder = self.warehouse.path(&format!("{}/{LOG_DIR}", self.table));
         let objects: Vec<_> = self
             .warehouse
@@ -161,12 +220,109 @@ impl TableLog {
             .try_collect()
             .await
             .map_err(|e| self.warehouse.store_error(&folder, e))?;
-        let mut versions: Vec<u64> = objects
-            .iter()
-            .filter_map(|o| o.location.filename()?.strip_suffix(".json")?.parse().ok())
-            .collect();
+        let (mut versions, mut checkpoints) = (Vec::new(), Vec::new());
+        for name in objects.iter().filter_map(|o| o.location.filename()) {
+            if let Some(v) = name.strip_suffix(".checkpoint.json") {
+                checkpoints.extend(v.parse::<u64>().ok());
+            } else if let Some(v) = name.strip_suffix(".json") {
+                versions.extend(v.parse::<u64>().ok());
+            }
+        }
         versions.sort_unstable();
-        Ok(versions)
+        checkpoints.sort_unstable();
+        Ok((versions, checkpoints))
+    }
+
+    /// The table's state as of `version` (one of `versions`): the commits after the latest
+    /// overwrite, read newest first down to that overwrite or to a checkpoint.
+    async fn state_at(
+        &self,
+        version: u64,
+        versions: &[u64],
+        checkpoints: &[u64],
+    ) -> Result<TableState, SinkError> {
+        let checkpoint = checkpoints.iter().rev().find(|&&c| c <= version).copied();
+        let mut newer = Vec::new();
+        let mut base = TableState::default();
+        for &v in versions.iter().rev().filter(|&&v| v <= version) {
+            if Some(v) == checkpoint
+                && let Some(state) = self.read_checkpoint(v).await
+            {
+                base = state;
+                break;
+            }
+            let commit = self.read(v).await?;
+            let overwrite = commit.mode == SaveMode::Overwrite;
+            newer.push(commit);
+            if overwrite {
+                break;
+            }
+        }
+        for commit in newer.iter().rev() {
+            base.apply(commit);
+        }
+        Ok(base)
+    }
+
+    /// Checkpoint `version`, if it is there and whole; what is wrong with it is logged.
+    async fn read_checkpoint(&self, version: u64) -> Option<TableState> {
+        let path = self.checkpoint_path(version);
+        let read = async {
+            let bytes = self.warehouse.store().get(&path).await?.bytes().await?;
+            Ok::<_, object_store::Error>(bytes)
+        };
+        let parsed = match read.await {
+            Ok(bytes) => serde_json::from_slice::<TableState>(&bytes).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match parsed {
+            Ok(state) if state.version == version => Some(state),
+            Ok(state) => {
+                tracing::warn!(
+                    checkpoint = self.warehouse.display(&path),
+                    version = state.version,
+                    "a checkpoint names another version; reading the commits instead"
+                );
+                None
+            }
+            Err(reason) => {
+                tracing::warn!(
+                    checkpoint = self.warehouse.display(&path),
+                    reason,
+                    "cannot read a checkpoint; reading the commits instead"
+                );
+                None
+            }
+        }
+    }
+
+    /// Writes the checkpoint of `version`. A failure is logged, not raised: the commits are
+    /// the table, a checkpoint only saves readers from reading them all.
+    async fn write_checkpoint(&self, version: u64) {
+        let path = self.checkpoint_path(version);
+        let written = async {
+            let (versions, checkpoints) = self.listing().await?;
+            let state = self.state_at(version, &versions, &checkpoints).await?;
+            let body = serde_json::to_vec(&state).map_err(|e| SinkError::Corrupt {
+                path: self.warehouse.display(&path),
+                reason: e.to_string(),
+            })?;
+            self.warehouse
+                .store()
+                .put(&path, body.into())
+                .await
+                .map_err(|e| self.warehouse.store_error(&path, e))?;
+            Ok::<_, SinkError>(())
+        };
+        match written.await {
+            Ok(()) => tracing::info!(table = self.table, version, "checkpointed table version"),
+            Err(e) => tracing::warn!(
+                table = self.table,
+                version,
+                error = %crate::error::chain(&e),
+                "cannot write a checkpoint; readers read the commits instead"
+            ),
+        }
     }
 
     /// Reads version `version`.
@@ -195,20 +351,16 @@ impl TableLog {
         }
     }
 
-    /// The commits whose files make up the table now: the latest overwrite and every append
-    /// after it (all of them when the table was only ever appended to). Oldest first.
-    pub async fn live(&self) -> Result<Vec<Commit>, SinkError> {
-        let mut live = Vec::new();
-        for version in self.versions().await?.into_iter().rev() {
-            let commit = self.read(version).await?;
-            let overwrite = commit.mode == SaveMode::Overwrite;
-            live.push(commit);
-            if overwrite {
-                break;
-            }
-        }
-        live.reverse();
-        Ok(live)
+    /// The latest commit and what the table holds as of it (its files, rows and first offsets
+    /// since the latest overwrite); `None` before the first commit.
+    pub async fn state(&self) -> Result<Option<(Commit, TableState)>, SinkError> {
+        let (versions, checkpoints) = self.listing().await?;
+        let Some(&latest) = versions.last() else {
+            return Ok(None);
+        };
+        let commit = self.read(latest).await?;
+        let state = self.state_at(latest, &versions, &checkpoints).await?;
+        Ok(Some((commit, state)))
     }
 
     /// True when the table holds anything: a commit or any file. Hidden files (a name starting
@@ -271,7 +423,7 @@ impl TableLog {
     /// replaces), else the version before it (its files are all still there: publishing
     /// deletes only after every new file is in). `None` for a table with no commit log.
     pub async fn snapshot(&self) -> Result<Option<BTreeSet<String>>, SinkError> {
-        let versions = self.versions().await?;
+        let (versions, checkpoints) = self.listing().await?;
         let Some(&latest) = versions.last() else {
             return Ok(None);
         };
@@ -286,19 +438,11 @@ impl TableLog {
             );
             latest - 1
         };
-        let mut files = BTreeSet::new();
-        for &version in versions.iter().rev().filter(|&&v| v <= complete) {
-            let commit = if version == latest {
-                commit.clone()
-            } else {
-                self.read(version).await?
-            };
-            files.extend(commit.files.iter().cloned());
-            if commit.mode == SaveMode::Overwrite {
-                break;
-            }
-        }
-        Ok(Some(files))
+        Ok(Some(
+            self.state_at(complete, &versions, &checkpoints)
+                .await?
+                .files,
+        ))
     }
 
     /// True when every file of `commit` is at its final place.
@@ -496,6 +640,9 @@ impl TableLog {
             version = commit.version,
             "published table version"
         );
+        if commit.version.is_multiple_of(CHECKPOINT_INTERVAL) {
+            self.write_checkpoint(commit.version).await;
+        }
         Ok(())
     }
 
@@ -741,6 +888,86 @@ mod tests {
             .unwrap();
         assert!(log.has_success().await.unwrap());
         assert!(!log.is_published(1).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn readers_start_from_a_checkpoint_and_fold_what_the_commits_say() {
+        let dir = tempfile::tempdir().unwrap();
+        let wh = Warehouse::parse(&dir.path().to_string_lossy()).unwrap();
+        let log = TableLog::new(&wh, "t");
+        let mut commits = Vec::new();
+        for v in 1..=160u64 {
+            let overwrite = v == 1 || v == 60 || v == 150;
+            let mode = if overwrite {
+                SaveMode::Overwrite
+            } else {
+                SaveMode::Append
+            };
+            let end = i64::try_from(v).unwrap();
+            let mut c = commit(mode, &[(0, end)]);
+            c.version = v;
+            c.run_id = format!("r{v}");
+            c.files = vec![format!("t/f{v}.parquet")];
+            c.rows = 2;
+            c.bad_records = v % 2;
+            c.ranges = vec![CommittedRange {
+                partition: i32::from(v % 3 == 0),
+                start: end - 1,
+                end,
+            }];
+            let staged = wh.path(&format!(
+                "{}/t/f{v}.parquet",
+                TableLog::staging_folder(&c.run_id)
+            ));
+            wh.store().put(&staged, b"x".to_vec().into()).await.unwrap();
+            log.claim(&c, None).await.unwrap();
+            log.publish(&c).await.unwrap();
+            commits.push(c);
+        }
+        let folded = |version: u64| {
+            let mut state = TableState::default();
+            for c in commits.iter().take(usize::try_from(version).unwrap()) {
+                state.apply(c);
+            }
+            state
+        };
+        let (versions, checkpoints) = log.listing().await.unwrap();
+        assert_eq!(checkpoints, [100]);
+        assert_eq!(versions.len(), 160);
+        // Past the last overwrite (150), no checkpoint is needed.
+        let (latest, state) = log.state().await.unwrap().unwrap();
+        assert_eq!((latest.version, &state), (160, &folded(160)));
+        assert_eq!(state.files.len(), 11);
+        assert_eq!(state.rows, 22);
+        // Version 140 is the checkpoint of 100 (the overwrite of 60 and what followed) and 40
+        // more commits; the commits before 100 are not read.
+        let expected = folded(140);
+        assert_eq!(expected.files.len(), 81);
+        assert_eq!(expected.first_offsets, [(0, 60), (1, 59)].into());
+        std::fs::remove_file(dir.path().join("t/_bnetl_log/00000000000000000080.json")).unwrap();
+        assert_eq!(
+            log.state_at(140, &versions, &checkpoints).await.unwrap(),
+            expected
+        );
+        // A damaged checkpoint is read around: the commits are read instead.
+        let checkpoint = dir
+            .path()
+            .join("t/_bnetl_log/00000000000000000100.checkpoint.json");
+        let whole = std::fs::read(&checkpoint).unwrap();
+        std::fs::write(&checkpoint, &whole[..whole.len() / 2]).unwrap();
+        let err = log
+            .state_at(140, &versions, &checkpoints)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("00000000000000000080.json"),
+            "{err}"
+        );
+        std::fs::write(&checkpoint, &whole).unwrap();
+        assert_eq!(
+            log.state_at(140, &versions, &checkpoints).await.unwrap(),
+            expected
+        );
     }
 
     /// Records every sync with what the disk held at that moment; fails the syncs of one path.

@@ -22,7 +22,7 @@ use futures::{Stream, StreamExt};
 use parquet::errors::ParquetError;
 use tokio_util::sync::CancellationToken;
 
-pub use commit::{Commit, CommittedRange, SaveMode, TableLog};
+pub use commit::{Commit, CommittedRange, SaveMode, TableLog, TableState};
 pub use schema::{SchemaEvolution, TableColumn};
 pub use store::Warehouse;
 pub use writer::{PartitionedWriter, RollPolicy, Unclosed};
