@@ -1,5 +1,5 @@
-//! Save modes, commits, concurrent writers, `--incremental` after new traffic and `bnetl status`,
-//! on the embedded log and a local warehouse.
+//! Save modes, commits and checkpoints, concurrent writers, `--incremental` after new traffic
+//! and `bnetl status`, on the embedded log and a local warehouse.
 
 mod support;
 
@@ -211,4 +211,43 @@ fn files_hold_at_most_max_rows_per_file_and_roll_on_bytes() {
     bnetl.ok(&["extract", "--max-file-bytes", "1000"]);
     assert_eq!(parquet_files(&table), 4);
     assert_eq!(count(&bnetl, "extracted_events"), 25_000);
+}
+
+#[test]
+fn a_table_appended_to_a_hundred_times_is_read_from_its_checkpoint() {
+    let bnetl = Bnetl::new();
+    for i in 0..101 {
+        bnetl.produce(&events(i, 1));
+        bnetl.ok(&["extract", "--incremental"]);
+    }
+    let log = bnetl.warehouse().join("extracted_events/_bnetl_log");
+    let checkpoint = log.join("00000000000000000100.checkpoint.json");
+    assert!(checkpoint.exists(), "no checkpoint at version 100");
+    // Readers fold the checkpoint and the commits after it: without a commit from before it,
+    // sql and status still see the whole table.
+    let commit = log.join("00000000000000000050.json");
+    let kept = std::fs::read(&commit).unwrap();
+    std::fs::remove_file(&commit).unwrap();
+    assert_eq!(count(&bnetl, "extracted_events"), 101);
+    let status = bnetl.status("extracted_events");
+    assert_eq!(
+        (
+            status[0]["version"].as_str(),
+            status[0]["rows"].as_str(),
+            status[0]["first_offset"].as_str(),
+            status[0]["committed_offset"].as_str()
+        ),
+        ("101", "101", "0", "101")
+    );
+    // A damaged checkpoint is read around, through every commit; a lost one is an error naming
+    // it, never a table quietly missing its files.
+    std::fs::write(&checkpoint, b"{").unwrap();
+    let err = bnetl.fails(&["sql", "SELECT COUNT(*) FROM extracted_events"], 1);
+    assert!(
+        err.contains("cannot read a checkpoint") && err.contains("lacks version 50"),
+        "{err}"
+    );
+    std::fs::write(&commit, kept).unwrap();
+    assert_eq!(count(&bnetl, "extracted_events"), 101);
+    assert_eq!(bnetl.status("extracted_events")[0]["rows"], "101");
 }

@@ -244,19 +244,36 @@ impl TableLog {
         let checkpoint = checkpoints.iter().rev().find(|&&c| c <= version).copied();
         let mut newer = Vec::new();
         let mut base = TableState::default();
+        // Versions are claimed one after another: a gap is a lost commit, whose files the
+        // table would silently leave out.
+        let mut expected = version;
+        let gap = |missing: u64| SinkError::MissingVersion {
+            table: self.table.clone(),
+            version: missing,
+            path: self.warehouse.display(&self.log_path(missing)),
+        };
         for &v in versions.iter().rev().filter(|&&v| v <= version) {
+            if v != expected {
+                return Err(gap(expected));
+            }
+            expected = v - 1;
             if Some(v) == checkpoint
                 && let Some(state) = self.read_checkpoint(v).await
             {
                 base = state;
+                expected = 0;
                 break;
             }
             let commit = self.read(v).await?;
             let overwrite = commit.mode == SaveMode::Overwrite;
             newer.push(commit);
             if overwrite {
+                expected = 0;
                 break;
             }
+        }
+        if expected != 0 {
+            return Err(gap(expected));
         }
         for commit in newer.iter().rev() {
             base.apply(commit);
@@ -945,11 +962,11 @@ mod tests {
         assert_eq!(expected.files.len(), 81);
         assert_eq!(expected.first_offsets, [(0, 60), (1, 59)].into());
         std::fs::remove_file(dir.path().join("t/_bnetl_log/00000000000000000080.json")).unwrap();
-        assert_eq!(
-            log.state_at(140, &versions, &checkpoints).await.unwrap(),
-            expected
-        );
-        // A damaged checkpoint is read around: the commits are read instead.
+        let (versions, checkpoints) = log.listing().await.unwrap();
+        let at_140 = log.state_at(140, &versions, &checkpoints).await.unwrap();
+        assert_eq!(at_140, expected);
+        // A damaged checkpoint is read around: the commits are read instead, and here one
+        // of them is lost, which is an error naming it, never a table without its files.
         let checkpoint = dir
             .path()
             .join("t/_bnetl_log/00000000000000000100.checkpoint.json");
@@ -959,15 +976,14 @@ mod tests {
             .state_at(140, &versions, &checkpoints)
             .await
             .unwrap_err();
-        assert!(
-            err.to_string().contains("00000000000000000080.json"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("lacks version 80"), "{err}");
         std::fs::write(&checkpoint, &whole).unwrap();
-        assert_eq!(
-            log.state_at(140, &versions, &checkpoints).await.unwrap(),
-            expected
-        );
+        let at_140 = log.state_at(140, &versions, &checkpoints).await.unwrap();
+        assert_eq!(at_140, expected);
+        // So is a lost commit after the checkpoint.
+        std::fs::remove_file(dir.path().join("t/_bnetl_log/00000000000000000155.json")).unwrap();
+        let err = log.state().await.unwrap_err().to_string();
+        assert!(err.contains("lacks version 155"), "{err}");
     }
 
     /// Records every sync with what the disk held at that moment; fails the syncs of one path.

@@ -81,6 +81,14 @@ pub enum SinkError {
     NewColumns { table: String, columns: Vec<String> },
     #[error("{path} is damaged: {reason}")]
     Corrupt { path: String, reason: String },
+    #[error(
+        "the commit log of table {table} lacks version {version} ({path}): a commit was lost, so which files the table holds is unknown"
+    )]
+    MissingVersion {
+        table: String,
+        version: u64,
+        path: String,
+    },
     #[error("table {table} already exists at {location} (--mode error-if-exists)")]
     Exists { table: String, location: String },
     #[error("writing table {table} was interrupted")]
