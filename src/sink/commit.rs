@@ -234,12 +234,14 @@ impl TableLog {
     }
 
     /// The table's state as of `version` (one of `versions`): the commits after the latest
-    /// overwrite, read newest first down to that overwrite or to a checkpoint.
+    /// overwrite, read newest first down to that overwrite or to a checkpoint. `known` is a
+    /// commit the caller has already read, used instead of reading it again.
     async fn state_at(
         &self,
         version: u64,
         versions: &[u64],
         checkpoints: &[u64],
+        known: Option<&Commit>,
     ) -> Result<TableState, SinkError> {
         let checkpoint = checkpoints.iter().rev().find(|&&c| c <= version).copied();
         let mut newer = Vec::new();
@@ -264,7 +266,10 @@ impl TableLog {
                 expected = 0;
                 break;
             }
-            let commit = self.read(v).await?;
+            let commit = match known {
+                Some(commit) if commit.version == v => commit.clone(),
+                _ => self.read(v).await?,
+            };
             let overwrite = commit.mode == SaveMode::Overwrite;
             newer.push(commit);
             if overwrite {
@@ -319,7 +324,9 @@ impl TableLog {
         let path = self.checkpoint_path(version);
         let written = async {
             let (versions, checkpoints) = self.listing().await?;
-            let state = self.state_at(version, &versions, &checkpoints).await?;
+            let state = self
+                .state_at(version, &versions, &checkpoints, None)
+                .await?;
             let body = serde_json::to_vec(&state).map_err(|e| SinkError::Corrupt {
                 path: self.warehouse.display(&path),
                 reason: e.to_string(),
@@ -376,7 +383,9 @@ impl TableLog {
             return Ok(None);
         };
         let commit = self.read(latest).await?;
-        let state = self.state_at(latest, &versions, &checkpoints).await?;
+        let state = self
+            .state_at(latest, &versions, &checkpoints, Some(&commit))
+            .await?;
         Ok(Some((commit, state)))
     }
 
@@ -456,7 +465,7 @@ impl TableLog {
             latest - 1
         };
         Ok(Some(
-            self.state_at(complete, &versions, &checkpoints)
+            self.state_at(complete, &versions, &checkpoints, Some(&commit))
                 .await?
                 .files,
         ))
@@ -963,7 +972,10 @@ mod tests {
         assert_eq!(expected.first_offsets, [(0, 60), (1, 59)].into());
         std::fs::remove_file(dir.path().join("t/_bnetl_log/00000000000000000080.json")).unwrap();
         let (versions, checkpoints) = log.listing().await.unwrap();
-        let at_140 = log.state_at(140, &versions, &checkpoints).await.unwrap();
+        let at_140 = log
+            .state_at(140, &versions, &checkpoints, None)
+            .await
+            .unwrap();
         assert_eq!(at_140, expected);
         // A damaged checkpoint is read around: the commits are read instead, and here one
         // of them is lost, which is an error naming it, never a table without its files.
@@ -973,12 +985,15 @@ mod tests {
         let whole = std::fs::read(&checkpoint).unwrap();
         std::fs::write(&checkpoint, &whole[..whole.len() / 2]).unwrap();
         let err = log
-            .state_at(140, &versions, &checkpoints)
+            .state_at(140, &versions, &checkpoints, None)
             .await
             .unwrap_err();
         assert!(err.to_string().contains("lacks version 80"), "{err}");
         std::fs::write(&checkpoint, &whole).unwrap();
-        let at_140 = log.state_at(140, &versions, &checkpoints).await.unwrap();
+        let at_140 = log
+            .state_at(140, &versions, &checkpoints, None)
+            .await
+            .unwrap();
         assert_eq!(at_140, expected);
         // So is a lost commit after the checkpoint.
         std::fs::remove_file(dir.path().join("t/_bnetl_log/00000000000000000155.json")).unwrap();

@@ -110,11 +110,12 @@ const CONSUMER_DEFAULTS: [(&str, &str); 10] = [
     // a bounded read then stalls a second at a time (the defaults took 2.5 s per 150k events).
     // The queue's bound counts messages once decompressed, but it is checked before a fetch,
     // and a fetch is sized in compressed bytes: the seed's events compress 18x with lz4, so a
-    // 16 MiB fetch brought 290 MB of messages at once and a run's peak RSS grew with the topic
-    // (real Kafka 4, 4 partitions: 387 MB at 1M events, 536 MB at 10M). Fetches of 64 KiB per
-    // partition and 1 MB in all (the least librdkafka takes: message.max.bytes; a larger
-    // record batch still comes whole) and a 1 MiB queue: 212-242 MB at 1M, 289 MB at 10M,
-    // as on the embedded log, in the same time (8.9 vs 9.1 s at 10M).
+    // 16 MiB fetch brought the whole 1M-event test topic at once and a run's peak RSS grew
+    // with the topic (real Kafka 4, 4 partitions: 377-397 MiB at 1M events, 536 MiB at 10M).
+    // Fetches of 64 KiB per partition and 1 MB in all (the least librdkafka takes:
+    // message.max.bytes; a larger record batch still comes whole) and a 1 MiB queue:
+    // 218-241 MiB at 1M, 276-295 MiB at 10M, as on the embedded log, and no slower (1M:
+    // 1.12 vs 1.38 s, medians of 11 runs each in one hyperfine run).
     ("max.partition.fetch.bytes", "65536"),
     ("fetch.max.bytes", "1000000"),
     ("queued.min.messages", "1000000"),
