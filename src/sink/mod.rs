@@ -35,8 +35,12 @@ pub const SUCCESS_MARKER: &str = "_SUCCESS";
 pub enum SinkError {
     #[error("invalid warehouse location {location}: {reason}")]
     Location { location: String, reason: String },
-    #[error("cannot write Parquet")]
-    Parquet(#[source] ParquetError),
+    #[error("cannot write Parquet file {path}")]
+    Parquet {
+        path: String,
+        #[source]
+        source: ParquetError,
+    },
     #[error("cannot split a batch into partitions")]
     Arrow(#[source] ArrowError),
     #[error("cannot write {path}")]
@@ -453,6 +457,7 @@ where
 {
     let mut writer = PartitionedWriter::new(
         warehouse.store(),
+        warehouse.display_root(),
         folder,
         run_id,
         schema,

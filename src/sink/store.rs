@@ -338,13 +338,17 @@ impl Warehouse {
 
     /// The URL of a store path, for messages.
     pub fn display(&self, path: &Path) -> String {
+        let mut shown = self.display_root();
+        shown.push_str(path.as_ref());
+        shown
+    }
+
+    /// What the store's paths are shown relative to: `/` on a local disk, the store's URL
+    /// (`s3://bucket/`, `hdfs://namenode:port/`) elsewhere.
+    pub fn display_root(&self) -> String {
         match self.kind {
-            StoreKind::Local => format!("/{path}"),
-            StoreKind::S3 | StoreKind::Hdfs => {
-                let mut url = self.store_url().to_string();
-                url.push_str(path.as_ref());
-                url
-            }
+            StoreKind::Local => "/".to_owned(),
+            StoreKind::S3 | StoreKind::Hdfs => self.store_url().to_string(),
         }
     }
 }

@@ -79,6 +79,8 @@ impl RollPolicy {
 
 struct OpenFile {
     writer: AsyncArrowWriter<BufWriter>,
+    /// Where it is written, as errors show it.
+    shown: String,
     rows: u64,
     /// When it was last written to, in writes of the run (for closing the least recently used).
     used: u64,
@@ -101,6 +103,8 @@ pub enum Written {
 /// Writes the batches of one run under a folder, Hive-partitioned by `partition_by`.
 pub struct PartitionedWriter {
     store: Arc<dyn ObjectStore>,
+    /// What the store's paths are shown relative to in errors.
+    display_root: String,
     folder: Path,
     run_id: String,
     partition_by: Vec<String>,
@@ -118,6 +122,7 @@ impl PartitionedWriter {
     /// A writer for batches of `schema` into `folder`.
     pub fn new(
         store: Arc<dyn ObjectStore>,
+        display_root: String,
         folder: Path,
         run_id: &str,
         schema: &SchemaRef,
@@ -135,6 +140,7 @@ impl PartitionedWriter {
         let data_schema = Arc::new(data_schema(schema, &partition_by));
         Ok(PartitionedWriter {
             store,
+            display_root,
             folder,
             run_id: run_id.to_owned(),
             partition_by,
@@ -204,11 +210,17 @@ impl PartitionedWriter {
                     .min(usize::try_from(room).unwrap_or(usize::MAX));
                 let head = part.slice(0, take);
                 part = part.slice(take, part.num_rows() - take);
-                file.writer.write(&head).await.map_err(SinkError::Parquet)?;
+                file.writer
+                    .write(&head)
+                    .await
+                    .map_err(parquet_error(&file.shown))?;
                 file.rows += take as u64;
                 self.rows += take as u64;
                 if file.writer.in_progress_size() >= budget {
-                    file.writer.flush().await.map_err(SinkError::Parquet)?;
+                    file.writer
+                        .flush()
+                        .await
+                        .map_err(parquet_error(&file.shown))?;
                 }
                 let stats = OpenFileStats {
                     rows: file.rows,
@@ -242,7 +254,7 @@ impl PartitionedWriter {
                 .close()
                 .await
                 .map(|_| ())
-                .map_err(SinkError::Parquet)
+                .map_err(parquet_error(&file.shown))
         }));
         while self.closing.len() > MAX_CLOSING {
             if let Some(closed) = self.closing.next().await {
@@ -281,11 +293,13 @@ impl PartitionedWriter {
         }
         let props = props.build();
         let object = BufWriter::new(Arc::clone(&self.store), path.clone());
+        let shown = format!("{}{path}", self.display_root);
         let writer = AsyncArrowWriter::try_new(object, Arc::clone(&self.data_schema), Some(props))
-            .map_err(SinkError::Parquet)?;
+            .map_err(parquet_error(&shown))?;
         self.files.push(path);
         Ok(OpenFile {
             writer,
+            shown,
             rows: 0,
             used: self.writes,
         })
@@ -301,7 +315,11 @@ impl PartitionedWriter {
             self.open.insert(key, file);
         }
         let unclosed = Unclosed {
-            open: self.open.drain().map(|(_, file)| file.writer).collect(),
+            open: self
+                .open
+                .drain()
+                .map(|(_, file)| (file.shown, file.writer))
+                .collect(),
             closing: std::mem::take(&mut self.closing),
         };
         Ok((
@@ -321,7 +339,8 @@ impl PartitionedWriter {
 /// Files closed earlier in the run (rolled or evicted) may still be closing in the background.
 #[derive(Default)]
 pub struct Unclosed {
-    open: Vec<AsyncArrowWriter<BufWriter>>,
+    /// Each file as errors show it, and its writer.
+    open: Vec<(String, AsyncArrowWriter<BufWriter>)>,
     closing: FuturesUnordered<Closing>,
 }
 
@@ -345,8 +364,9 @@ impl Unclosed {
 
     /// Closes every file, together, and waits for those closing already.
     pub async fn close(mut self) -> Result<(), SinkError> {
-        let open =
-            futures::future::try_join_all(self.open.into_iter().map(AsyncArrowWriter::close));
+        let open = futures::future::try_join_all(self.open.into_iter().map(
+            |(shown, writer)| async move { writer.close().await.map_err(parquet_error(&shown)) },
+        ));
         let closing = async {
             while let Some(closed) = self.closing.next().await {
                 closed?;
@@ -354,8 +374,16 @@ impl Unclosed {
             Ok::<_, SinkError>(())
         };
         let (open, closing) = tokio::join!(open, closing);
-        open.map_err(SinkError::Parquet)?;
+        open?;
         closing
+    }
+}
+
+/// Wraps a Parquet error with the file it was writing, as errors show it.
+fn parquet_error(shown: &str) -> impl Fn(parquet::errors::ParquetError) -> SinkError + '_ {
+    move |source| SinkError::Parquet {
+        path: shown.to_owned(),
+        source,
     }
 }
 
