@@ -220,6 +220,7 @@ fn a_table_appended_to_a_hundred_times_is_read_from_its_checkpoint() {
         bnetl.produce(&events(i, 1));
         bnetl.ok(&["extract", "--incremental"]);
     }
+    bnetl.ok(&["transform"]);
     let log = bnetl.warehouse().join("extracted_events/_bnetl_log");
     let checkpoint = log.join("00000000000000000100.checkpoint.json");
     assert!(checkpoint.exists(), "no checkpoint at version 100");
@@ -244,8 +245,26 @@ fn a_table_appended_to_a_hundred_times_is_read_from_its_checkpoint() {
     std::fs::write(&checkpoint, b"{").unwrap();
     let err = bnetl.fails(&["sql", "SELECT COUNT(*) FROM extracted_events"], 1);
     assert!(
-        err.contains("cannot read a checkpoint") && err.contains("lacks version 50"),
+        err.contains("cannot register table extracted_events")
+            && err.contains("cannot read a checkpoint")
+            && err.contains("lacks version 50"),
         "{err}"
+    );
+    // The other tables are still read: a statement over them never opens the damaged log,
+    // and one over the whole catalog leaves the damaged table out with a warning naming it.
+    assert_eq!(count(&bnetl, "transformed_events"), 101);
+    let tables = bnetl.ok(&["sql", "--format", "csv", "SHOW TABLES"]);
+    let (listed, warned) = (
+        String::from_utf8_lossy(&tables.stdout),
+        String::from_utf8_lossy(&tables.stderr),
+    );
+    assert!(
+        listed.contains(",transformed_events,") && !listed.contains(",extracted_events,"),
+        "{listed}"
+    );
+    assert!(
+        warned.contains("left out of this session") && warned.contains("extracted_events"),
+        "{warned}"
     );
     std::fs::write(&commit, kept).unwrap();
     assert_eq!(count(&bnetl, "extracted_events"), 101);

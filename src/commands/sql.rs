@@ -4,6 +4,7 @@
 //! saved to a file with `--output`. It only reads: statements that would write are refused
 //! (see [`crate::transform::queries`]).
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,8 @@ use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::dataframe::DataFrame;
 use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast;
 use futures::StreamExt;
 
 use crate::cli::{OutputFormat, SqlArgs};
@@ -22,22 +25,49 @@ use crate::settings::{ReadSettings, Settings};
 use crate::source::{self, OffsetRange};
 use crate::transform::QueryError;
 use crate::transform::queries::Query;
-use crate::transform::session;
+use crate::transform::session::{self, Needed};
 use std::ops::ControlFlow;
 use tokio_util::sync::CancellationToken;
 
 /// The table of the topic's decoded events, as the jobs' queries name it.
 pub const TOPIC_TABLE: &str = "events";
 
-/// True when `sql` parses and names `table` (a statement that does not parse fails later,
-/// with the planner's message).
-fn names_table(ctx: &SessionContext, sql: &str, table: &str) -> bool {
+/// The tables a statement names, and the warehouse tables it needs: those it names when it is
+/// a query (or the EXPLAIN of one); every table for anything else (`SHOW TABLES`, `DESCRIBE`,
+/// the catalog views) and for a statement that does not parse (it fails later, with the
+/// planner's message).
+fn needed_tables(ctx: &SessionContext, sql: &str) -> (BTreeSet<String>, Needed) {
+    fn is_query(statement: &DFStatement) -> bool {
+        match statement {
+            DFStatement::Statement(statement) => match statement.as_ref() {
+                ast::Statement::Query(_) => true,
+                ast::Statement::Explain { statement, .. } => {
+                    matches!(statement.as_ref(), ast::Statement::Query(_))
+                }
+                _ => false,
+            },
+            DFStatement::Explain(explain) => is_query(&explain.statement),
+            _ => false,
+        }
+    }
     let state = ctx.state();
     let dialect = state.config().options().sql_parser.dialect;
-    state
-        .sql_to_statement(sql, &dialect)
-        .and_then(|statement| state.resolve_table_references(&statement))
-        .is_ok_and(|references| references.iter().any(|r| r.table() == table))
+    let Ok(statement) = state.sql_to_statement(sql, &dialect) else {
+        return (BTreeSet::new(), Needed::All);
+    };
+    let Ok(references) = state.resolve_table_references(&statement) else {
+        return (BTreeSet::new(), Needed::All);
+    };
+    let catalog = references
+        .iter()
+        .any(|r| r.schema() == Some("information_schema"));
+    let named: BTreeSet<String> = references.iter().map(|r| r.table().to_owned()).collect();
+    let needed = if is_query(&statement) && !catalog {
+        Needed::Only(named.clone())
+    } else {
+        Needed::All
+    };
+    (named, needed)
 }
 
 /// The offsets of the topic a statement over `events` reads: the read options' range,
@@ -112,8 +142,9 @@ pub async fn run(
         None => None,
     };
     let ctx = session::new_context();
-    let reads_topic = names_table(&ctx, &args.query, TOPIC_TABLE);
-    let mut tables = match session::register_warehouse(&ctx, &settings.warehouse).await {
+    let (named, needed) = needed_tables(&ctx, &args.query);
+    let reads_topic = named.contains(TOPIC_TABLE);
+    let mut tables = match session::register_warehouse(&ctx, &settings.warehouse, &needed).await {
         Ok(tables) => tables,
         // A statement over the topic alone needs no warehouse.
         Err(QueryError::NoWarehouse { .. }) if reads_topic => Vec::new(),
@@ -539,6 +570,40 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "event_type,event_count\ndefault,37\npurchase_shield,29\n,1\n"
+        );
+    }
+    #[test]
+    fn queries_need_only_the_tables_they_name_and_catalog_statements_need_all() {
+        let ctx = session::new_context();
+        let only = |tables: &[&str]| Needed::Only(tables.iter().map(|t| t.to_string()).collect());
+        let cases = [
+            ("SELECT 1", only(&[])),
+            (
+                "SELECT COUNT(*) FROM extracted_events",
+                only(&["extracted_events"]),
+            ),
+            (
+                "WITH p AS (SELECT * FROM purchases) SELECT * FROM p JOIN events e ON p.Host = e.Host",
+                only(&["events", "purchases"]),
+            ),
+            (
+                "SELECT * FROM _bad_records WHERE table_name IN (SELECT 'x' FROM public.transformed_events)",
+                only(&["_bad_records", "transformed_events"]),
+            ),
+            ("EXPLAIN SELECT * FROM purchases", only(&["purchases"])),
+            ("SHOW TABLES", Needed::All),
+            ("DESCRIBE purchases", Needed::All),
+            ("SELECT * FROM information_schema.columns", Needed::All),
+            ("SELEKT nonsense", Needed::All),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(needed_tables(&ctx, sql).1, expected, "{sql}");
+        }
+        // DESCRIBE of the topic's events still reads the topic.
+        assert!(
+            needed_tables(&ctx, "DESCRIBE events")
+                .0
+                .contains(TOPIC_TABLE)
         );
     }
 }

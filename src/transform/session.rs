@@ -1,6 +1,6 @@
 //! The DataFusion session: configuration, the `events` input table and the warehouse tables.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -79,39 +79,102 @@ pub fn register_stream(
     Ok(())
 }
 
-/// Registers every table of the warehouse under its folder name, Hive partition columns
-/// included (as strings), through a [`ReadOnlyStore`] that shows each table's last complete
-/// version. Returns the names registered.
+/// The warehouse tables a statement needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Needed {
+    /// Every table (`SHOW TABLES`, `DESCRIBE`, the catalog views, a statement that does not
+    /// parse): one that cannot be read is left out with a warning naming it.
+    All,
+    /// The tables the statement names: only these are read, and one that cannot be read is an
+    /// error naming it.
+    Only(BTreeSet<String>),
+}
+
+impl Needed {
+    fn names(&self, table: &str) -> bool {
+        match self {
+            Needed::All => false,
+            Needed::Only(tables) => tables.contains(table),
+        }
+    }
+
+    fn wants(&self, table: &str) -> bool {
+        match self {
+            Needed::All => true,
+            Needed::Only(tables) => tables.contains(table),
+        }
+    }
+}
+
+/// Registers the tables of the warehouse that `needed` asks for, under their folder names,
+/// Hive partition columns included (as strings), through a [`ReadOnlyStore`] that shows each
+/// table's last complete version. Returns the names of every table in the warehouse.
+///
+/// A table whose log or files cannot be read fails the statement only when the statement
+/// names it; otherwise it is left out of the session with a warning, so one damaged table
+/// does not stop queries over the others.
 pub async fn register_warehouse(
     ctx: &SessionContext,
     warehouse: &Warehouse,
+    needed: &Needed,
 ) -> Result<Vec<String>, QueryError> {
-    let unreadable = |e: crate::sink::SinkError| QueryError::Register {
+    let unlisted = |e: crate::sink::SinkError| QueryError::Register {
         table: "*".into(),
         location: warehouse.url().to_string(),
         source: datafusion::error::DataFusionError::External(Box::new(e)),
     };
-    if !warehouse.exists().await.map_err(unreadable)? {
+    if !warehouse.exists().await.map_err(unlisted)? {
         return Err(QueryError::NoWarehouse {
             location: warehouse.url().to_string(),
         });
     }
-    let tables = warehouse.tables().await.map_err(unreadable)?;
+    let tables = warehouse.tables().await.map_err(unlisted)?;
+    let bad_records = crate::decode::BAD_RECORDS_TABLE;
+    // A table that cannot be read: an error when the statement names it, else left out.
+    let unreadable = |table: &str, source: datafusion::error::DataFusionError| {
+        let error = QueryError::Register {
+            table: table.to_owned(),
+            location: warehouse.table_url(table),
+            source,
+        };
+        if needed.names(table) {
+            return Err(error);
+        }
+        tracing::warn!(
+            table,
+            error = %crate::error::chain(&error),
+            "left out of this session: the table cannot be read"
+        );
+        Ok(())
+    };
     // Each table as its last complete version: never half of a commit being published, never
-    // finished here (a query only reads).
+    // finished here (a query only reads). `_bad_records` shows the bad records of every table.
     let mut visible = BTreeMap::new();
+    let mut readable = Vec::new();
     for table in &tables {
-        if table == crate::decode::BAD_RECORDS_TABLE {
+        if table == bad_records || !(needed.wants(table) || needed.wants(bad_records)) {
             continue;
         }
-        let Some(files) = TableLog::new(warehouse, table)
-            .snapshot()
-            .await
-            .map_err(unreadable)?
-        else {
-            continue;
+        let folders = [table.clone(), crate::sink::bad_records_folder(table)];
+        let files = match TableLog::new(warehouse, table).snapshot().await {
+            Ok(Some(files)) => files,
+            // No commit log: a folder of Parquet files as another tool wrote it, shown whole.
+            Ok(None) => {
+                readable.push(table.clone());
+                continue;
+            }
+            Err(e) => {
+                let source = datafusion::error::DataFusionError::External(Box::new(e));
+                unreadable(table, source)?;
+                // Its bad records are hidden too, not shown whole.
+                for folder in &folders {
+                    visible.insert(warehouse.path(folder), BTreeSet::new());
+                }
+                continue;
+            }
         };
-        for folder in [table.clone(), crate::sink::bad_records_folder(table)] {
+        readable.push(table.clone());
+        for folder in folders {
             let prefix = format!("{folder}/");
             let held = files
                 .iter()
@@ -125,25 +188,28 @@ pub async fn register_warehouse(
         &warehouse.store_url(),
         Arc::new(ReadOnlyStore::new(warehouse.store(), visible)),
     );
-    for table in &tables {
+    let registered = tables
+        .iter()
+        .filter(|table| needed.wants(table) && (*table == bad_records || readable.contains(table)));
+    for table in registered {
         let location = warehouse.table_url(table);
-        let partition_cols = warehouse
-            .partition_columns(table)
-            .await
-            .map_err(unreadable)?
-            .into_iter()
-            .map(|c| (c, DataType::Utf8))
-            .collect();
+        let partition_cols = match warehouse.partition_columns(table).await {
+            Ok(columns) => columns.into_iter().map(|c| (c, DataType::Utf8)).collect(),
+            Err(e) => {
+                let source = datafusion::error::DataFusionError::External(Box::new(e));
+                unreadable(table, source)?;
+                continue;
+            }
+        };
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
             .with_table_partition_cols(partition_cols);
-        ctx.register_listing_table(table.as_str(), &location, options, None, None)
+        if let Err(source) = ctx
+            .register_listing_table(table.as_str(), &location, options, None, None)
             .await
-            .map_err(|source| QueryError::Register {
-                table: table.clone(),
-                location: location.clone(),
-                source,
-            })?;
+        {
+            unreadable(table, source)?;
+        }
     }
     Ok(tables)
 }
