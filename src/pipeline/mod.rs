@@ -304,19 +304,19 @@ async fn stage(
     let held = Arc::new(Mutex::new(outputs));
     let slot = Arc::clone(&held);
     let write_cancel = cancel.clone();
-    let speculated = speculate(
+    let topic = read::TopicRead {
         settings,
         read,
         ranges,
         progress,
         cancel,
-        OUTPUT_DECODE_THREADS,
-        move |schema, open| async move {
-            let (back, written) = write_all(take(&slot), schema.arrow(), open, write_cancel).await;
-            *slot.lock().unwrap_or_else(|p| p.into_inner()) = back;
-            written
-        },
-    )
+        decode_threads: OUTPUT_DECODE_THREADS,
+    };
+    let speculated = speculate(topic, move |schema, open| async move {
+        let (back, written) = write_all(take(&slot), schema.arrow(), open, write_cancel).await;
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = back;
+        written
+    })
     .await;
     let mut outputs = take(&held);
     let scan = match speculated {
@@ -332,16 +332,7 @@ async fn stage(
             }
             // The second pass: read again, spilling, and fan the spill out, decoded with the
             // whole read's schema.
-            let (scan, schema, open) = match read::read_spilled(
-                settings,
-                read,
-                ranges,
-                progress,
-                cancel,
-                OUTPUT_DECODE_THREADS,
-            )
-            .await
-            {
+            let (scan, schema, open) = match read::read_spilled(topic).await {
                 Ok(read) => read,
                 Err(e) => return (outputs, Err(e)),
             };

@@ -228,17 +228,30 @@ pub struct TopicEvents {
     pub bad_records: u64,
 }
 
+/// One bounded read of the topic: what it reads, with which options, and on how many threads
+/// it decodes; [`super::speculate::speculate`] and [`read_spilled`] each make one.
+#[derive(Clone, Copy)]
+pub(super) struct TopicRead<'a> {
+    pub settings: &'a Settings,
+    pub read: &'a crate::settings::ReadSettings,
+    pub ranges: &'a [OffsetRange],
+    pub progress: &'a Progress,
+    pub cancel: &'a CancellationToken,
+    pub decode_threads: usize,
+}
+
 /// Reads `ranges` (again), spilling every message, inferring the schema over all of them (or
 /// taking `read.schema`) and keeping the bad records aside; returns what it learned, the
 /// schema, and the events decoded from the spill with it (each scan decodes the spill again).
-pub(super) async fn read_spilled(
-    settings: &Settings,
-    read: &crate::settings::ReadSettings,
-    ranges: &[OffsetRange],
-    progress: &Progress,
-    cancel: &CancellationToken,
-    decode_threads: usize,
-) -> Result<(Scan, SchemaRef, OpenStream)> {
+pub(super) async fn read_spilled(topic: TopicRead<'_>) -> Result<(Scan, SchemaRef, OpenStream)> {
+    let TopicRead {
+        settings,
+        read,
+        ranges,
+        progress,
+        cancel,
+        decode_threads,
+    } = topic;
     let mut scan = scan_topic(
         settings.clone(),
         ranges.to_vec(),
@@ -277,37 +290,37 @@ pub async fn read_events(
 ) -> Result<TopicEvents> {
     let decoded: Arc<std::sync::Mutex<Option<(SchemaRef, NamedTempFile)>>> = Arc::default();
     let slot = Arc::clone(&decoded);
-    let (scan, outcome) = super::speculate::speculate(
+    let topic = TopicRead {
         settings,
         read,
         ranges,
         progress,
         cancel,
-        per_core(),
-        move |schema, open| async move {
-            let schema = schema.arrow();
-            let (file, mut writer) =
-                temp_ipc::create("bnetl-events-", "the decoded events file", &schema)
-                    .map_err(from_temp_ipc)?;
-            let mut stream = open();
-            while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(|source| Error::Events {
-                    action: "decode".into(),
-                    source,
-                })?;
-                writer
-                    .write(&batch)
-                    .map_err(Error::arrow("write the decoded events file"))?;
-            }
+        decode_threads: per_core(),
+    };
+    let (scan, outcome) = super::speculate::speculate(topic, move |schema, open| async move {
+        let schema = schema.arrow();
+        let (file, mut writer) =
+            temp_ipc::create("bnetl-events-", "the decoded events file", &schema)
+                .map_err(from_temp_ipc)?;
+        let mut stream = open();
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|source| Error::Events {
+                action: "decode".into(),
+                source,
+            })?;
             writer
-                .finish()
-                .map_err(Error::arrow("finish the decoded events file"))?;
-            if let Ok(mut slot) = slot.lock() {
-                *slot = Some((schema, file));
-            }
-            Ok(())
-        },
-    )
+                .write(&batch)
+                .map_err(Error::arrow("write the decoded events file"))?;
+        }
+        writer
+            .finish()
+            .map_err(Error::arrow("finish the decoded events file"))?;
+        if let Ok(mut slot) = slot.lock() {
+            *slot = Some((schema, file));
+        }
+        Ok(())
+    })
     .await?;
     let file = decoded.lock().ok().and_then(|mut slot| slot.take());
     if let (Decoded::Served, Some((schema, file))) = (outcome, file) {
@@ -321,8 +334,7 @@ pub async fn read_events(
     tracing::info!(
         "the decode while reading is not usable (a batch changed the inferred schema): reading again to decode with the whole schema"
     );
-    let (scan, schema, open) =
-        read_spilled(settings, read, ranges, progress, cancel, per_core()).await?;
+    let (scan, schema, open) = read_spilled(topic).await?;
     Ok(TopicEvents {
         schema,
         open,

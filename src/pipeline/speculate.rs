@@ -16,16 +16,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use tokio_util::sync::CancellationToken;
 
 use super::fanout::until_complete;
-use super::read::{Scan, scan_topic};
+use super::read::{Scan, TopicRead, scan_topic};
 use crate::decode::schema::EventSchema;
 use crate::decode::{self, BadRecord, Conformance, EventDecoder, SchemaInference};
 use crate::error::{Error, Result};
-use crate::progress::Progress;
-use crate::settings::{ReadSettings, Settings};
-use crate::source::{Message, OffsetRange};
+use crate::source::Message;
 use crate::transform::session::OpenStream;
 
 /// The reading side of a speculative decode: the schema from the first batch goes out once,
@@ -270,19 +267,19 @@ pub(super) enum Decoded {
 /// The speculative-decode rules live here: a later batch that would change the schema breaks
 /// the decode ([`Decoded::Discarded`]); a `consume` error while the decode still holds is the
 /// run's error, unless the read failed first (its error is the cause).
-pub(super) async fn speculate<F, Fut>(
-    settings: &Settings,
-    read: &ReadSettings,
-    ranges: &[OffsetRange],
-    progress: &Progress,
-    cancel: &CancellationToken,
-    decode_threads: usize,
-    consume: F,
-) -> Result<(Scan, Decoded)>
+pub(super) async fn speculate<F, Fut>(topic: TopicRead<'_>, consume: F) -> Result<(Scan, Decoded)>
 where
     F: FnOnce(Arc<EventSchema>, OpenStream) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
+    let TopicRead {
+        settings,
+        read,
+        ranges,
+        progress,
+        cancel,
+        decode_threads,
+    } = topic;
     let (speculation, decoded) = Speculation::new(decode_threads);
     let read_cancel = cancel.child_token();
     let reading = tokio::spawn(scan_topic(
