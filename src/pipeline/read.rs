@@ -43,7 +43,7 @@ pub(super) struct Scan {
 /// Reads the ranges once, infers the schema and keeps bad records aside. With a `speculation`,
 /// it also decodes for the query as it reads (see [`Decoding`]) and stops as soon as that is
 /// of no use; without one, it spills every message for the decode that follows.
-pub(super) async fn scan_topic(
+async fn scan_topic(
     settings: Settings,
     ranges: Vec<OffsetRange>,
     bars: ReadProgress,
@@ -240,6 +240,28 @@ pub(super) struct TopicRead<'a> {
     pub decode_threads: usize,
 }
 
+impl TopicRead<'_> {
+    /// The first pass over the read ([`scan_topic`]), its bars labelled `label`; with
+    /// `speculation`, decoding as it goes.
+    pub(super) fn scan(
+        &self,
+        label: &str,
+        cancel: CancellationToken,
+        speculation: Option<Speculation>,
+    ) -> impl Future<Output = Result<Scan>> + Send + use<> {
+        scan_topic(
+            self.settings.clone(),
+            self.ranges.to_vec(),
+            self.progress
+                .reading(label, &self.settings.topic, self.ranges),
+            cancel,
+            self.read.include_headers,
+            self.read.schema.clone(),
+            speculation,
+        )
+    }
+}
+
 /// Reads `ranges` (again), spilling every message, inferring the schema over all of them (or
 /// taking `read.schema`) and keeping the bad records aside; returns what it learned, the
 /// schema, and the events decoded from the spill with it (each scan decodes the spill again).
@@ -249,19 +271,9 @@ pub(super) async fn read_spilled(topic: TopicRead<'_>) -> Result<(Scan, SchemaRe
         read,
         ranges,
         progress,
-        cancel,
-        decode_threads,
+        ..
     } = topic;
-    let mut scan = scan_topic(
-        settings.clone(),
-        ranges.to_vec(),
-        progress.reading("read again", &settings.topic, ranges),
-        cancel.clone(),
-        read.include_headers,
-        read.schema.clone(),
-        None,
-    )
-    .await?;
+    let mut scan = topic.scan("read again", topic.cancel.clone(), None).await?;
     let spill = scan
         .spill
         .take()
@@ -272,7 +284,7 @@ pub(super) async fn read_spilled(topic: TopicRead<'_>) -> Result<(Scan, SchemaRe
         spill,
         EventDecoder::new(Arc::clone(&schema), &settings.topic),
         progress.reading("decode", &settings.topic, ranges),
-        decode_threads,
+        topic.decode_threads,
     );
     Ok((scan, schema.arrow(), open))
 }

@@ -18,7 +18,7 @@ use datafusion::error::DataFusionError;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
 use super::fanout::until_complete;
-use super::read::{Scan, TopicRead, scan_topic};
+use super::read::{Scan, TopicRead};
 use crate::decode::schema::EventSchema;
 use crate::decode::{self, BadRecord, Conformance, EventDecoder, SchemaInference};
 use crate::error::{Error, Result};
@@ -272,25 +272,9 @@ where
     F: FnOnce(Arc<EventSchema>, OpenStream) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    let TopicRead {
-        settings,
-        read,
-        ranges,
-        progress,
-        cancel,
-        decode_threads,
-    } = topic;
-    let (speculation, decoded) = Speculation::new(decode_threads);
-    let read_cancel = cancel.child_token();
-    let reading = tokio::spawn(scan_topic(
-        settings.clone(),
-        ranges.to_vec(),
-        progress.reading("read", &settings.topic, ranges),
-        read_cancel.clone(),
-        read.include_headers,
-        read.schema.clone(),
-        Some(speculation),
-    ));
+    let (speculation, decoded) = Speculation::new(topic.decode_threads);
+    let read_cancel = topic.cancel.child_token();
+    let reading = tokio::spawn(topic.scan("read", read_cancel.clone(), Some(speculation)));
     let Speculated {
         schema,
         batches,
