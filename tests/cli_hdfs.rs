@@ -264,7 +264,7 @@ fn a_datanode_killed_during_a_write_completes_or_fails_with_nothing_committed() 
         started.elapsed(),
         run.1
     );
-    // Blocks are written only to staged files: a failure names the one it was writing.
+    // Blocks are written only to staged files: a failure names a staged file.
     assert!(
         run.0 || run.1.contains(&format!("{warehouse}/.bnetl-staging/")),
         "the error names the file at fault: {}",

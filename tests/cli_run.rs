@@ -177,7 +177,7 @@ fn outputs_defined_by_files_are_checked_before_anything_is_read() {
     );
     write(
         "swords.sql",
-        "-- Sword purchases only.\n-- bnetl: table=swords mode=append\n\
+        "-- Sword purchases only.\n-- bnetl: table=Swords mode=append\n\
          SELECT Host, \"offset\" FROM events WHERE event_type = 'purchase_sword'\n",
     );
     write("notes.txt", "not a query file\n");
@@ -192,13 +192,13 @@ fn outputs_defined_by_files_are_checked_before_anything_is_read() {
     std::fs::remove_file(dir.join("broken.sql")).expect("remove");
     write(
         "again.sql",
-        "-- bnetl: table=swords\nSELECT * FROM events\n",
+        "-- bnetl: table=Swords\nSELECT * FROM events\n",
     );
     let err = bnetl.fails(&["run", "--queries", dir.to_str().expect("utf-8")], 2);
     assert!(
         err.contains("again.sql")
             && err.contains("swords.sql")
-            && err.contains("both write table swords"),
+            && err.contains("both write table Swords"),
         "{err}"
     );
     write("again.sql", "SELECT * FROM events\n");
@@ -213,7 +213,7 @@ fn outputs_defined_by_files_are_checked_before_anything_is_read() {
     let output = bnetl.ok(&["run", "--queries", dir.to_str().expect("utf-8")]);
     let summary = String::from_utf8_lossy(&output.stderr);
     assert!(
-        summary.contains("by_host: ") && summary.contains("swords: "),
+        summary.contains("by_host: ") && summary.contains("Swords: "),
         "{summary}"
     );
     assert_eq!(
@@ -226,10 +226,10 @@ fn outputs_defined_by_files_are_checked_before_anything_is_read() {
             .join("actions_by_host/Host=user5.fios.com")
             .is_dir()
     );
-    assert_eq!(bnetl.sql_numbers("SELECT COUNT(*) FROM swords"), [25]);
+    assert_eq!(bnetl.sql_numbers("SELECT COUNT(*) FROM Swords"), [25]);
     // mode=append from the header: a second run adds the same events again.
     bnetl.ok(&["run", "--queries", dir.to_str().expect("utf-8")]);
-    assert_eq!(bnetl.sql_numbers("SELECT COUNT(*) FROM swords"), [50]);
+    assert_eq!(bnetl.sql_numbers("SELECT COUNT(*) FROM Swords"), [50]);
     assert_eq!(
         bnetl.sql_numbers("SELECT SUM(n) FROM actions_by_host"),
         [128],

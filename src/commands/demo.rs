@@ -99,7 +99,7 @@ pub async fn run(
 
     let ctx = session::new_context();
     let tables =
-        session::register_warehouse(&ctx, &settings.warehouse, &session::Needed::All).await?;
+        session::register_warehouse(&ctx, &settings.warehouse, &session::Needed::all()).await?;
     for statement in SEED_QUERIES {
         println!("\n$ bnetl --data-dir {} sql \"{statement}\"", dir.display());
         let batches = sql::query(&ctx, statement, &tables).await?;

@@ -4,7 +4,6 @@
 //! saved to a file with `--output`. It only reads: statements that would write are refused
 //! (see [`crate::transform::queries`]).
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -32,11 +31,11 @@ use tokio_util::sync::CancellationToken;
 /// The table of the topic's decoded events, as the jobs' queries name it.
 pub const TOPIC_TABLE: &str = "events";
 
-/// The tables a statement names, and the warehouse tables it needs: those it names when it is
-/// a query (or the EXPLAIN of one); every table for anything else (`SHOW TABLES`, `DESCRIBE`,
-/// the catalog views) and for a statement that does not parse (it fails later, with the
-/// planner's message).
-fn needed_tables(ctx: &SessionContext, sql: &str) -> (BTreeSet<String>, Needed) {
+/// The tables a statement names, and whether it needs every warehouse table: a statement
+/// other than a query (or the EXPLAIN of one), such as `SHOW TABLES` or `DESCRIBE`, one over
+/// the catalog views, and one that does not parse (it fails later, with the planner's
+/// message) need them all.
+fn needed_tables(ctx: &SessionContext, sql: &str) -> Needed {
     fn is_query(statement: &DFStatement) -> bool {
         match statement {
             DFStatement::Statement(statement) => match statement.as_ref() {
@@ -53,21 +52,18 @@ fn needed_tables(ctx: &SessionContext, sql: &str) -> (BTreeSet<String>, Needed) 
     let state = ctx.state();
     let dialect = state.config().options().sql_parser.dialect;
     let Ok(statement) = state.sql_to_statement(sql, &dialect) else {
-        return (BTreeSet::new(), Needed::All);
+        return Needed::all();
     };
     let Ok(references) = state.resolve_table_references(&statement) else {
-        return (BTreeSet::new(), Needed::All);
+        return Needed::all();
     };
-    let catalog = references
+    let (catalog, tables): (Vec<_>, Vec<_>) = references
         .iter()
-        .any(|r| r.schema() == Some("information_schema"));
-    let named: BTreeSet<String> = references.iter().map(|r| r.table().to_owned()).collect();
-    let needed = if is_query(&statement) && !catalog {
-        Needed::Only(named.clone())
-    } else {
-        Needed::All
-    };
-    (named, needed)
+        .partition(|r| r.schema() == Some("information_schema"));
+    Needed {
+        named: tables.iter().map(|r| r.table().to_owned()).collect(),
+        all: !catalog.is_empty() || !is_query(&statement),
+    }
 }
 
 /// The offsets of the topic a statement over `events` reads: the read options' range,
@@ -142,8 +138,8 @@ pub async fn run(
         None => None,
     };
     let ctx = session::new_context();
-    let (named, needed) = needed_tables(&ctx, &args.query);
-    let reads_topic = named.contains(TOPIC_TABLE);
+    let needed = needed_tables(&ctx, &args.query);
+    let reads_topic = needed.named.contains(TOPIC_TABLE);
     let mut tables = match session::register_warehouse(&ctx, &settings.warehouse, &needed).await {
         Ok(tables) => tables,
         // A statement over the topic alone needs no warehouse.
@@ -517,6 +513,7 @@ mod tests {
     use super::*;
     use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
+    use std::collections::BTreeSet;
     use std::sync::Arc;
 
     fn batch() -> RecordBatch {
@@ -575,35 +572,30 @@ mod tests {
     #[test]
     fn queries_need_only_the_tables_they_name_and_catalog_statements_need_all() {
         let ctx = session::new_context();
-        let only = |tables: &[&str]| Needed::Only(tables.iter().map(|t| t.to_string()).collect());
-        let cases = [
-            ("SELECT 1", only(&[])),
-            (
-                "SELECT COUNT(*) FROM extracted_events",
-                only(&["extracted_events"]),
-            ),
+        let cases: [(&str, &[&str], bool); 10] = [
+            ("SELECT 1", &[], false),
+            ("SELECT COUNT(*) FROM Sales", &["Sales"], false),
             (
                 "WITH p AS (SELECT * FROM purchases) SELECT * FROM p JOIN events e ON p.Host = e.Host",
-                only(&["events", "purchases"]),
+                &["events", "purchases"],
+                false,
             ),
             (
                 "SELECT * FROM _bad_records WHERE table_name IN (SELECT 'x' FROM public.transformed_events)",
-                only(&["_bad_records", "transformed_events"]),
+                &["_bad_records", "transformed_events"],
+                false,
             ),
-            ("EXPLAIN SELECT * FROM purchases", only(&["purchases"])),
-            ("SHOW TABLES", Needed::All),
-            ("DESCRIBE purchases", Needed::All),
-            ("SELECT * FROM information_schema.columns", Needed::All),
-            ("SELEKT nonsense", Needed::All),
+            ("EXPLAIN SELECT * FROM purchases", &["purchases"], false),
+            ("SHOW TABLES", &[], true),
+            ("DESCRIBE purchases", &["purchases"], true),
+            ("DESCRIBE events", &["events"], true),
+            ("SELECT * FROM information_schema.columns", &[], true),
+            ("SELEKT nonsense", &[], true),
         ];
-        for (sql, expected) in cases {
-            assert_eq!(needed_tables(&ctx, sql).1, expected, "{sql}");
+        for (sql, named, all) in cases {
+            let needed = needed_tables(&ctx, sql);
+            let expected: BTreeSet<String> = named.iter().map(|t| t.to_string()).collect();
+            assert_eq!((needed.named, needed.all), (expected, all), "{sql}");
         }
-        // DESCRIBE of the topic's events still reads the topic.
-        assert!(
-            needed_tables(&ctx, "DESCRIBE events")
-                .0
-                .contains(TOPIC_TABLE)
-        );
     }
 }

@@ -229,7 +229,8 @@ pub struct TopicEvents {
 }
 
 /// One bounded read of the topic: what it reads, with which options, and on how many threads
-/// it decodes; [`super::speculate::speculate`] and [`read_spilled`] each make one.
+/// it decodes. A run (and `sql`'s `events`) builds one and hands it to
+/// [`super::speculate::speculate`] and, when a second pass is needed, to [`read_spilled`].
 #[derive(Clone, Copy)]
 pub(super) struct TopicRead<'a> {
     pub settings: &'a Settings,
@@ -241,8 +242,8 @@ pub(super) struct TopicRead<'a> {
 }
 
 impl TopicRead<'_> {
-    /// The first pass over the read ([`scan_topic`]), its bars labelled `label`; with
-    /// `speculation`, decoding as it goes.
+    /// A pass over the read ([`scan_topic`]), its bars labelled `label`: with `speculation`,
+    /// decoding as it goes; without, spilling every message for a decode after it.
     pub(super) fn scan(
         &self,
         label: &str,

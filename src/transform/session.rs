@@ -6,15 +6,17 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::TableReference;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
+use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::QueryError;
 use crate::sink::read_only::ReadOnlyStore;
-use crate::sink::{TableLog, Warehouse};
+use crate::sink::{SinkError, TableLog, Warehouse};
 
 /// A session configured for bnetl's tables.
 ///
@@ -80,48 +82,53 @@ pub fn register_stream(
 }
 
 /// The warehouse tables a statement needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Needed {
-    /// Every table (`SHOW TABLES`, `DESCRIBE`, the catalog views, a statement that does not
-    /// parse): one that cannot be read is left out with a warning naming it.
-    All,
-    /// The tables the statement names: only these are read, and one that cannot be read is an
-    /// error naming it.
-    Only(BTreeSet<String>),
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Needed {
+    /// The tables the statement names.
+    pub named: BTreeSet<String>,
+    /// Every table, not only those named (`SHOW TABLES`, `DESCRIBE`, the catalog views, a
+    /// statement that does not parse).
+    pub all: bool,
 }
 
 impl Needed {
-    fn names(&self, table: &str) -> bool {
-        match self {
-            Needed::All => false,
-            Needed::Only(tables) => tables.contains(table),
+    /// Every table of the warehouse.
+    pub fn all() -> Self {
+        Needed {
+            named: BTreeSet::new(),
+            all: true,
         }
     }
 
     fn wants(&self, table: &str) -> bool {
-        match self {
-            Needed::All => true,
-            Needed::Only(tables) => tables.contains(table),
-        }
+        self.all || self.named.contains(table)
+    }
+
+    /// Whether a damaged log of `table` fails the statement: it names the table, or
+    /// `_bad_records`, which shows the bad records of every table.
+    fn must_read(&self, table: &str) -> bool {
+        self.named.contains(table) || self.named.contains(crate::decode::BAD_RECORDS_TABLE)
     }
 }
 
-/// Registers the tables of the warehouse that `needed` asks for, under their folder names,
-/// Hive partition columns included (as strings), through a [`ReadOnlyStore`] that shows each
-/// table's last complete version. Returns the names of every table in the warehouse.
+/// Registers the tables of the warehouse that `needed` asks for, under their folder names
+/// exactly (as identifiers are not normalized: `Sales` is `Sales`), Hive partition columns
+/// included (as strings), through a [`ReadOnlyStore`] that shows each table's last complete
+/// version. Returns the names of every table in the warehouse.
 ///
-/// A table whose log or files cannot be read fails the statement only when the statement
-/// names it; otherwise it is left out of the session with a warning, so one damaged table
-/// does not stop queries over the others.
+/// A table whose commit log is damaged (unreadable JSON, a lost commit) fails the statements
+/// that need it; a statement over every table (`SHOW TABLES`, `DESCRIBE` of another table)
+/// leaves it out with a warning naming it, so one damaged table does not stop queries over the
+/// others. A failure to reach the store is an error whatever the statement.
 pub async fn register_warehouse(
     ctx: &SessionContext,
     warehouse: &Warehouse,
     needed: &Needed,
 ) -> Result<Vec<String>, QueryError> {
-    let unlisted = |e: crate::sink::SinkError| QueryError::Register {
+    let unlisted = |e: SinkError| QueryError::Register {
         table: "*".into(),
         location: warehouse.url().to_string(),
-        source: datafusion::error::DataFusionError::External(Box::new(e)),
+        source: DataFusionError::External(Box::new(e)),
     };
     if !warehouse.exists().await.map_err(unlisted)? {
         return Err(QueryError::NoWarehouse {
@@ -130,22 +137,10 @@ pub async fn register_warehouse(
     }
     let tables = warehouse.tables().await.map_err(unlisted)?;
     let bad_records = crate::decode::BAD_RECORDS_TABLE;
-    // A table that cannot be read: an error when the statement names it, else left out.
-    let unreadable = |table: &str, source: datafusion::error::DataFusionError| {
-        let error = QueryError::Register {
-            table: table.to_owned(),
-            location: warehouse.table_url(table),
-            source,
-        };
-        if needed.names(table) {
-            return Err(error);
-        }
-        tracing::warn!(
-            table,
-            error = %crate::error::chain(&error),
-            "left out of this session: the table cannot be read"
-        );
-        Ok(())
+    let unreadable = |table: &str, source: DataFusionError| QueryError::Register {
+        table: table.to_owned(),
+        location: warehouse.table_url(table),
+        source,
     };
     // Each table as its last complete version: never half of a commit being published, never
     // finished here (a query only reads). `_bad_records` shows the bad records of every table.
@@ -163,15 +158,21 @@ pub async fn register_warehouse(
                 readable.push(table.clone());
                 continue;
             }
-            Err(e) => {
-                let source = datafusion::error::DataFusionError::External(Box::new(e));
-                unreadable(table, source)?;
+            Err(e @ (SinkError::Corrupt { .. } | SinkError::MissingVersion { .. }))
+                if !needed.must_read(table) =>
+            {
+                tracing::warn!(
+                    table,
+                    error = %crate::error::chain(&e),
+                    "the table's commit log is damaged: the table and its bad records are left out of this statement"
+                );
                 // Its bad records are hidden too, not shown whole.
                 for folder in &folders {
                     visible.insert(warehouse.path(folder), BTreeSet::new());
                 }
                 continue;
             }
+            Err(e) => return Err(unreadable(table, DataFusionError::External(Box::new(e)))),
         };
         readable.push(table.clone());
         for folder in folders {
@@ -193,23 +194,25 @@ pub async fn register_warehouse(
         .filter(|table| needed.wants(table) && (*table == bad_records || readable.contains(table)));
     for table in registered {
         let location = warehouse.table_url(table);
-        let partition_cols = match warehouse.partition_columns(table).await {
-            Ok(columns) => columns.into_iter().map(|c| (c, DataType::Utf8)).collect(),
-            Err(e) => {
-                let source = datafusion::error::DataFusionError::External(Box::new(e));
-                unreadable(table, source)?;
-                continue;
-            }
-        };
+        let partition_cols = warehouse
+            .partition_columns(table)
+            .await
+            .map_err(|e| unreadable(table, DataFusionError::External(Box::new(e))))?
+            .into_iter()
+            .map(|c| (c, DataType::Utf8))
+            .collect();
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
             .with_table_partition_cols(partition_cols);
-        if let Err(source) = ctx
-            .register_listing_table(table.as_str(), &location, options, None, None)
-            .await
-        {
-            unreadable(table, source)?;
-        }
+        ctx.register_listing_table(
+            TableReference::bare(table.as_str()),
+            &location,
+            options,
+            None,
+            None,
+        )
+        .await
+        .map_err(|source| unreadable(table, source))?;
     }
     Ok(tables)
 }

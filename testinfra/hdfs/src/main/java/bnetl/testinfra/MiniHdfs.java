@@ -80,10 +80,11 @@ public final class MiniHdfs {
         // 2 rechecks + 10 heartbeats (14 s; 14.5 s measured here).
         conf.setLong("dfs.heartbeat.interval", 1);
         conf.setInt("dfs.namenode.heartbeat.recheck-interval", 2000);
-        // Until then, a DataNode silent for 3 s (the least Hadoop allows: 3 heartbeats) is stale
-        // and left out of new write pipelines and read orders, as clusters serving HBase are set
-        // up. Without it the NameNode keeps handing out the dead DataNode for those 14 s, and
-        // hdfs-native, unlike Hadoop's Java client, does not ask for a block without it.
+        // Until then, a DataNode silent for 3 s (3 heartbeats: Hadoop raises a shorter interval
+        // to that) is stale: left out of new write pipelines and put last in read orders, as
+        // clusters serving HBase are set up. Without it the NameNode keeps handing out the dead
+        // DataNode for those 14 s, and hdfs-native, unlike Hadoop's Java client, does not ask
+        // for a block without it.
         conf.setLong("dfs.namenode.stale.datanode.interval", 3000);
         conf.setBoolean("dfs.namenode.avoid.write.stale.datanode", true);
         conf.setBoolean("dfs.namenode.avoid.read.stale.datanode", true);
