@@ -13,10 +13,10 @@
 //!
 //! Exactly-once per output: with `--incremental`, the read starts at the smallest offset any
 //! output has not committed ([`read_start`]), and each output takes only the offsets above
-//! its own (events and bad records alike, [`above`]) and commits exactly that range. Outputs
-//! commit one after another once all are staged; a run killed between two commits leaves the
-//! later outputs behind, and the next `--incremental` run gives them what they lack and the
-//! others nothing twice.
+//! its own (events and bad records alike, [`above`]) and commits exactly that range. Once all
+//! are staged, the outputs close their files side by side, then claim their versions one after
+//! another; a run killed between two claims leaves the later outputs behind, and the next
+//! `--incremental` run gives them what they lack and the others nothing twice.
 
 pub mod fanout;
 pub mod pushdown;
@@ -237,25 +237,55 @@ pub async fn run(
             "messages that are not JSON objects were quarantined"
         );
     }
-    let mut summaries: Vec<Option<JobSummary>> = jobs.iter().map(|_| None).collect();
-    let mut outputs = outputs.into_iter();
-    while let Some(output) = outputs.next() {
+    // The slow half of every commit side by side (closing files: on HDFS each output's closes
+    // wait for the NameNode), then the claims one after another.
+    let prepared = futures::future::join_all(outputs.into_iter().map(|output| {
         let ranges = output_ranges(&snapshot.ranges, output.holds.as_ref());
-        let committed = output
-            .table
-            .commit(&output.job.name, &settings.topic, committed(&ranges))
-            .await;
-        let (commit, written) = match committed {
+        async move {
+            let prepared = output
+                .table
+                .prepare(&output.job.name, &settings.topic, committed(&ranges))
+                .await;
+            (output.at, output.job.name, ranges, prepared)
+        }
+    }))
+    .await;
+    let mut ready = Vec::new();
+    let mut failed = None;
+    for (at, job, ranges, prepared) in prepared {
+        match prepared {
+            Ok(prepared) => ready.push((at, job, ranges, prepared)),
+            // A failed output removed its own staged files.
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = failed {
+        for (.., prepared) in ready {
+            prepared.abort().await;
+        }
+        return Err(e.into());
+    }
+    let mut summaries: Vec<Option<JobSummary>> = jobs.iter().map(|_| None).collect();
+    let mut ready = ready.into_iter();
+    while let Some((at, job, ranges, prepared)) = ready.next() {
+        let (commit, written) = match prepared.commit().await {
             Ok(done) => done,
-            Err(e) => return Err(abort_all(outputs.collect(), e.into()).await),
+            Err(e) => {
+                for (.., later) in ready {
+                    later.abort().await;
+                }
+                return Err(e.into());
+            }
         };
         let messages = if ranges == snapshot.ranges {
             scan.messages
         } else {
             ranges.iter().map(|r| (r.end - r.start) as u64).sum()
         };
-        summaries[output.at] = Some(JobSummary {
-            job: output.job.name.clone(),
+        summaries[at] = Some(JobSummary {
+            job,
             topic: settings.topic.clone(),
             messages,
             // The one read's, shared by every output.

@@ -359,15 +359,17 @@ impl TableRun {
         );
     }
 
-    /// Commits the staged files as the table's next version, recording the offsets read, and
-    /// publishes them. Fails with [`SinkError::Conflict`] if another run committed since
-    /// [`TableRun::begin`]; the staged files are then removed.
-    pub async fn commit(
+    /// The slow half of a commit, which a run's outputs do side by side: closes the staged
+    /// files (on HDFS each close waits for the NameNode to hear of the file's last block) and,
+    /// on HDFS, stages the log entry alongside, so the waits overlap instead of adding up.
+    /// Nothing is committed yet: [`Prepared::commit`] claims the version. On failure the
+    /// staged files are removed.
+    pub async fn prepare(
         mut self,
         job: &str,
         topic: &str,
         ranges: Vec<CommittedRange>,
-    ) -> Result<(Commit, WriteSummary), SinkError> {
+    ) -> Result<Prepared, SinkError> {
         let schema = match &self.reconciled {
             Some(reconciled) => reconciled.columns.clone(),
             None => self
@@ -390,40 +392,21 @@ impl TableRun {
             bad_records: self.bad_records,
             schema,
         };
-        // Every file closes at once, with the log entry staged alongside on HDFS: the
-        // NameNode's `complete` waits overlap instead of adding up.
         let mut unclosed = std::mem::take(&mut self.table_unclosed);
         unclosed.extend(std::mem::take(&mut self.bad_unclosed));
         let (closed, staged) = tokio::join!(unclosed.close(), self.log.stage_claim(&commit));
-        let claimed = match closed.and(staged) {
-            Ok(staged) => self.log.claim(&commit, staged.as_ref()).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = claimed {
-            self.abort().await;
-            return Err(e);
+        match closed.and(staged) {
+            Ok(staged) => Ok(Prepared {
+                run: self,
+                commit,
+                staged,
+            }),
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
         }
-        // From here on the run is committed: a failure to publish is finished by the next run.
-        self.log.publish(&commit).await?;
-        let table_files = commit
-            .files
-            .iter()
-            .filter(|f| f.starts_with(&format!("{}/", self.spec.name)))
-            .count();
-        let summary = WriteSummary {
-            table: self.spec.name.clone(),
-            rows: self.rows,
-            files: table_files,
-            location: self.warehouse.table_url(&self.spec.name),
-            schema_changes: self
-                .reconciled
-                .as_ref()
-                .map(|r| r.drift.describe())
-                .unwrap_or_default(),
-        };
-        Ok((commit, summary))
     }
-
     /// Discards the staged files (those still open are dropped unclosed).
     pub async fn abort(self) {
         let TableRun {
@@ -435,6 +418,57 @@ impl TableRun {
         } = self;
         drop((table_unclosed, bad_unclosed));
         commit::remove_folder(&warehouse, &TableLog::staging_folder(&run_id)).await;
+    }
+}
+
+/// A table run whose files are closed and whose log entry is ready: [`Prepared::commit`]
+/// claims the version and publishes it, [`Prepared::abort`] discards it.
+#[derive(Debug)]
+pub struct Prepared {
+    run: TableRun,
+    commit: Commit,
+    /// The log entry staged on HDFS, for the claim to rename into the log.
+    staged: Option<object_store::path::Path>,
+}
+
+impl Prepared {
+    /// Commits the staged files as the table's next version, recording the offsets read, and
+    /// publishes them. Fails with [`SinkError::Conflict`] if another run committed since
+    /// [`TableRun::begin`]; the staged files are then removed.
+    pub async fn commit(self) -> Result<(Commit, WriteSummary), SinkError> {
+        let Prepared {
+            run,
+            commit,
+            staged,
+        } = self;
+        if let Err(e) = run.log.claim(&commit, staged.as_ref()).await {
+            run.abort().await;
+            return Err(e);
+        }
+        // From here on the run is committed: a failure to publish is finished by the next run.
+        run.log.publish(&commit).await?;
+        let table_files = commit
+            .files
+            .iter()
+            .filter(|f| f.starts_with(&format!("{}/", run.spec.name)))
+            .count();
+        let summary = WriteSummary {
+            table: run.spec.name.clone(),
+            rows: run.rows,
+            files: table_files,
+            location: run.warehouse.table_url(&run.spec.name),
+            schema_changes: run
+                .reconciled
+                .as_ref()
+                .map(|r| r.drift.describe())
+                .unwrap_or_default(),
+        };
+        Ok((commit, summary))
+    }
+
+    /// Discards the staged files (and the staged log entry).
+    pub async fn abort(self) {
+        self.run.abort().await;
     }
 }
 
