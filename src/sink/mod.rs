@@ -561,3 +561,60 @@ where
     }
     writer.finish(schema_file)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    async fn staged_run(warehouse: &Warehouse, table: &str, run_id: &str) -> TableRun {
+        let spec = TableSpec {
+            name: table.to_owned(),
+            partition_by: Vec::new(),
+            roll: RollPolicy::default(),
+            evolution: SchemaEvolution::default(),
+        };
+        let mut run = TableRun::begin(warehouse, &spec, SaveMode::Append, run_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("Host", DataType::Utf8, true)]));
+        let column: ArrayRef = Arc::new(StringArray::from(vec!["user1.comcast.com"]));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![column]).unwrap();
+        let batches = futures::stream::iter([Ok::<_, std::io::Error>(batch)]);
+        run.write(&schema, batches, |_| {}, &CancellationToken::new())
+            .await
+            .unwrap();
+        run
+    }
+
+    #[tokio::test]
+    async fn prepared_runs_commit_nothing_until_claimed_and_an_aborted_one_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = Warehouse::parse(&dir.path().to_string_lossy()).unwrap();
+        let kept = staged_run(&warehouse, "kept", "run-kept").await;
+        let dropped = staged_run(&warehouse, "dropped", "run-dropped").await;
+        let (kept, dropped) = tokio::join!(
+            kept.prepare("test", "events", Vec::new()),
+            dropped.prepare("test", "events", Vec::new())
+        );
+        let (kept, dropped) = (kept.unwrap(), dropped.unwrap());
+        let versions = |table: &str| {
+            let log = TableLog::new(&warehouse, table);
+            async move { log.versions().await.unwrap() }
+        };
+        // Files closed, log entries ready: no table holds a version yet.
+        assert!(versions("kept").await.is_empty() && versions("dropped").await.is_empty());
+
+        dropped.abort().await;
+        let (commit, summary) = kept.commit().await.unwrap();
+        assert_eq!((commit.version, summary.rows), (1, 1));
+        assert_eq!(versions("kept").await, [1]);
+        assert!(versions("dropped").await.is_empty());
+        let staging = dir.path().join(TableLog::staging_folder("run-dropped"));
+        assert!(!staging.exists(), "{} left behind", staging.display());
+        let files = TableLog::new(&warehouse, "kept").snapshot().await.unwrap();
+        assert_eq!(files.map(|f| f.len()), Some(1));
+    }
+}
