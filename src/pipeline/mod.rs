@@ -14,9 +14,10 @@
 //! Exactly-once per output: with `--incremental`, the read starts at the smallest offset any
 //! output has not committed ([`read_start`]), and each output takes only the offsets above
 //! its own (events and bad records alike, [`above`]) and commits exactly that range. Once all
-//! are staged, the outputs close their files side by side, then claim their versions one after
-//! another; a run killed between two claims leaves the later outputs behind, and the next
-//! `--incremental` run gives them what they lack and the others nothing twice.
+//! are staged, the outputs close their files side by side (if one cannot, or on Ctrl-C, none is
+//! committed), then claim their versions one after another; a run killed between two claims
+//! leaves the later outputs behind, and the next `--incremental` run gives them what they lack
+//! and the others nothing twice.
 
 pub mod fanout;
 pub mod pushdown;
@@ -251,21 +252,26 @@ pub async fn run(
     }))
     .await;
     let mut ready = Vec::new();
-    let mut failed = None;
+    let mut failed: Option<Error> = None;
     for (at, job, ranges, prepared) in prepared {
         match prepared {
             Ok(prepared) => ready.push((at, job, ranges, prepared)),
             // A failed output removed its own staged files.
-            Err(e) => {
-                failed.get_or_insert(e);
+            Err(e) if failed.is_some() => {
+                tracing::warn!(job, error = %crate::error::chain(&e), "this output failed too");
             }
+            Err(e) => failed = Some(e.into()),
         }
+    }
+    // No output is committed when one failed to close its files, or on Ctrl-C meanwhile.
+    if failed.is_none() && cancel.is_cancelled() {
+        failed = Some(Error::Interrupted);
     }
     if let Some(e) = failed {
         for (.., prepared) in ready {
             prepared.abort().await;
         }
-        return Err(e.into());
+        return Err(e);
     }
     let mut summaries: Vec<Option<JobSummary>> = jobs.iter().map(|_| None).collect();
     let mut ready = ready.into_iter();

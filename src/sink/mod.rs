@@ -158,7 +158,7 @@ pub struct TableRun {
     files: Vec<String>,
     rows: u64,
     bad_records: u64,
-    /// The table's staged files, written but not closed yet (closed at the commit).
+    /// The table's staged files, written but not closed yet (closed by [`TableRun::prepare`]).
     table_unclosed: Unclosed,
     /// The bad records' staged files, likewise.
     bad_unclosed: Unclosed,
@@ -424,6 +424,7 @@ impl TableRun {
 /// A table run whose files are closed and whose log entry is ready: [`Prepared::commit`]
 /// claims the version and publishes it, [`Prepared::abort`] discards it.
 #[derive(Debug)]
+#[must_use = "a prepared run is committed or aborted; dropped, its staging stays until the next run's sweep a day later"]
 pub struct Prepared {
     run: TableRun,
     commit: Commit,
@@ -604,16 +605,25 @@ mod tests {
             let log = TableLog::new(&warehouse, table);
             async move { log.versions().await.unwrap() }
         };
-        // Files closed, log entries ready: no table holds a version yet.
+        // Files closed, log entries ready: no table holds a version or a file yet, and the
+        // closed files wait in the runs' staging folders.
         assert!(versions("kept").await.is_empty() && versions("dropped").await.is_empty());
+        assert!(!dir.path().join("kept").exists() && !dir.path().join("dropped").exists());
+        let staged = dir
+            .path()
+            .join(TableLog::staging_folder("run-kept"))
+            .join("kept");
+        assert_eq!(std::fs::read_dir(&staged).unwrap().count(), 1);
 
         dropped.abort().await;
         let (commit, summary) = kept.commit().await.unwrap();
         assert_eq!((commit.version, summary.rows), (1, 1));
         assert_eq!(versions("kept").await, [1]);
         assert!(versions("dropped").await.is_empty());
-        let staging = dir.path().join(TableLog::staging_folder("run-dropped"));
-        assert!(!staging.exists(), "{} left behind", staging.display());
+        for run in ["run-dropped", "run-kept"] {
+            let staging = dir.path().join(TableLog::staging_folder(run));
+            assert!(!staging.exists(), "{} left behind", staging.display());
+        }
         let files = TableLog::new(&warehouse, "kept").snapshot().await.unwrap();
         assert_eq!(files.map(|f| f.len()), Some(1));
     }
