@@ -543,73 +543,94 @@ impl TableLog {
     /// Claims version `commit.version`: creates its log file only if no run created it first
     /// (from `staged`, the entry [`TableLog::stage_claim`] wrote, when there is one). On a
     /// local warehouse the staged files are synced first and the log file is created durably
-    /// (see [`super::durable`]).
+    /// (see [`super::durable`]). An entry already there is another run's
+    /// ([`SinkError::Conflict`]) unless it names this run: then a retried attempt found what
+    /// its first, unanswered, attempt made, and the version is this run's.
     pub async fn claim(&self, commit: &Commit, staged: Option<&Path>) -> Result<(), SinkError> {
         let path = self.log_path(commit.version);
-        let created = match (staged, self.warehouse.syncer()) {
-            (Some(staged), _) => {
-                match self
-                    .warehouse
-                    .store()
-                    .rename_if_not_exists(staged, &path)
-                    .await
-                {
-                    Ok(()) => true,
-                    Err(
-                        object_store::Error::AlreadyExists { .. }
-                        | object_store::Error::Precondition { .. },
-                    ) => false,
-                    Err(e) => return Err(self.warehouse.store_error(&path, e)),
+        let attempt = async {
+            Ok::<bool, SinkError>(match (staged, self.warehouse.syncer()) {
+                (Some(staged), _) => {
+                    match self
+                        .warehouse
+                        .store()
+                        .rename_if_not_exists(staged, &path)
+                        .await
+                    {
+                        Ok(()) => true,
+                        Err(
+                            object_store::Error::AlreadyExists { .. }
+                            | object_store::Error::Precondition { .. },
+                        ) => false,
+                        Err(e) => return Err(self.warehouse.store_error(&path, e)),
+                    }
                 }
-            }
-            (None, Some(syncer)) => {
-                let body = self.commit_body(commit)?;
-                let staging = Self::staging_folder(&commit.run_id);
-                let staged: Vec<Path> = commit
-                    .files
-                    .iter()
-                    .map(|f| self.warehouse.object(&format!("{staging}/{f}")))
-                    .collect();
-                self.warehouse.sync(&staged, Synced::Data).await?;
-                let file = self.warehouse.local_file(&path);
-                let display = self.warehouse.display(&path);
-                tokio::task::spawn_blocking(move || {
-                    super::durable::create_new(syncer.as_ref(), &file, &body)
-                })
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|created| created)
-                .map_err(|source| SinkError::Sync {
-                    path: display,
-                    source,
-                })?
-            }
-            (None, None) => {
-                let body = self.commit_body(commit)?;
-                let options = PutOptions::from(PutMode::Create);
-                match self
-                    .warehouse
-                    .store()
-                    .put_opts(&path, body.into(), options)
+                (None, Some(syncer)) => {
+                    let body = self.commit_body(commit)?;
+                    let staging = Self::staging_folder(&commit.run_id);
+                    let staged: Vec<Path> = commit
+                        .files
+                        .iter()
+                        .map(|f| self.warehouse.object(&format!("{staging}/{f}")))
+                        .collect();
+                    self.warehouse.sync(&staged, Synced::Data).await?;
+                    let file = self.warehouse.local_file(&path);
+                    let display = self.warehouse.display(&path);
+                    tokio::task::spawn_blocking(move || {
+                        super::durable::create_new(syncer.as_ref(), &file, &body)
+                    })
                     .await
-                {
-                    Ok(_) => true,
-                    Err(
-                        object_store::Error::AlreadyExists { .. }
-                        | object_store::Error::Precondition { .. },
-                    ) => false,
-                    Err(e) => return Err(self.warehouse.store_error(&path, e)),
+                    .map_err(std::io::Error::other)
+                    .and_then(|created| created)
+                    .map_err(|source| SinkError::Sync {
+                        path: display,
+                        source,
+                    })?
                 }
-            }
+                (None, None) => {
+                    let body = self.commit_body(commit)?;
+                    let options = PutOptions::from(PutMode::Create);
+                    match self
+                        .warehouse
+                        .store()
+                        .put_opts(&path, body.into(), options)
+                        .await
+                    {
+                        Ok(_) => true,
+                        Err(
+                            object_store::Error::AlreadyExists { .. }
+                            | object_store::Error::Precondition { .. },
+                        ) => false,
+                        Err(e) => return Err(self.warehouse.store_error(&path, e)),
+                    }
+                }
+            })
+        };
+        // A create or rename that failed, or found the entry there, may still have been this
+        // run's (a retry after a lost reply): the entry decides. Taking it for another run's
+        // would abort the run and delete the files its entry names.
+        let (created, failed) = match attempt.await {
+            Ok(created) => (created, None),
+            Err(e) => (false, Some(e)),
         };
         if !created {
             let other = self.read(commit.version).await.ok();
-            return Err(SinkError::Conflict {
-                table: self.table.clone(),
-                version: commit.version,
-                other_run: other
-                    .map_or_else(|| "another run".into(), |c| format!("run {}", c.run_id)),
-            });
+            if other.as_ref().is_some_and(|c| c.run_id == commit.run_id) {
+                tracing::warn!(
+                    table = self.table,
+                    version = commit.version,
+                    "the claim's reply was lost: its entry is in the log, the version is this run's"
+                );
+            } else if let Some(e) = failed {
+                return Err(e);
+            } else {
+                return Err(SinkError::Conflict {
+                    table: self.table.clone(),
+                    version: commit.version,
+                    other_run: other
+                        .map_or_else(|| "another run".into(), |c| format!("run {}", c.run_id)),
+                });
+            }
         }
         tracing::info!(
             table = self.table,
@@ -868,7 +889,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_version_can_be_claimed_once_and_publishing_can_be_repeated() {
+    async fn a_version_can_be_claimed_by_one_run_and_publishing_can_be_repeated() {
         let dir = tempfile::tempdir().unwrap();
         let wh = Warehouse::parse(&dir.path().to_string_lossy()).unwrap();
         let log = TableLog::new(&wh, "t");
@@ -880,8 +901,21 @@ mod tests {
         ));
         wh.store().put(&staged, b"x".to_vec().into()).await.unwrap();
         log.claim(&c, None).await.unwrap();
-        let err = log.claim(&c, None).await.unwrap_err().to_string();
+        // Another run cannot claim it...
+        let other = Commit {
+            run_id: "s".into(),
+            ..c.clone()
+        };
+        let theirs = wh.path(&format!(
+            "{}/t/part-a.parquet",
+            TableLog::staging_folder("s")
+        ));
+        wh.store().put(&theirs, b"y".to_vec().into()).await.unwrap();
+        let err = log.claim(&other, None).await.unwrap_err().to_string();
         assert!(err.contains("version 1") && err.contains("run r"), "{err}");
+        // ...and this run's retried claim (the first reply lost) finds its own entry.
+        log.claim(&c, None).await.unwrap();
+        assert_eq!(log.read(1).await.unwrap(), c);
         assert!(!log.is_published(1).await.unwrap());
         // A run that dies after its claim is finished by the next run's recovery.
         assert_eq!(log.recover().await.unwrap(), Some(c.clone()));
