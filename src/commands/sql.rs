@@ -569,6 +569,7 @@ mod tests {
             "event_type,event_count\ndefault,37\npurchase_shield,29\n,1\n"
         );
     }
+
     #[test]
     fn queries_need_only_the_tables_they_name_and_catalog_statements_need_all() {
         let ctx = session::new_context();

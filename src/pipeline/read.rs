@@ -267,24 +267,19 @@ impl TopicRead<'_> {
 /// taking `read.schema`) and keeping the bad records aside; returns what it learned, the
 /// schema, and the events decoded from the spill with it (each scan decodes the spill again).
 pub(super) async fn read_spilled(topic: TopicRead<'_>) -> Result<(Scan, SchemaRef, OpenStream)> {
-    let TopicRead {
-        settings,
-        read,
-        ranges,
-        progress,
-        ..
-    } = topic;
     let mut scan = topic.scan("read again", topic.cancel.clone(), None).await?;
     let spill = scan
         .spill
         .take()
         .expect("a read without a decode while reading spills");
     tracing::debug!(messages = spill.messages(), "decoding the spill");
-    let schema = Arc::new(scan.inference.finish(read.include_headers));
+    let schema = Arc::new(scan.inference.finish(topic.read.include_headers));
     let open = decode_spill(
         spill,
-        EventDecoder::new(Arc::clone(&schema), &settings.topic),
-        progress.reading("decode", &settings.topic, ranges),
+        EventDecoder::new(Arc::clone(&schema), &topic.settings.topic),
+        topic
+            .progress
+            .reading("decode", &topic.settings.topic, topic.ranges),
         topic.decode_threads,
     );
     Ok((scan, schema.arrow(), open))

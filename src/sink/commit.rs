@@ -318,14 +318,15 @@ impl TableLog {
         }
     }
 
-    /// Writes the checkpoint of `version`. A failure is logged, not raised: the commits are
-    /// the table, a checkpoint only saves readers from reading them all.
-    async fn write_checkpoint(&self, version: u64) {
+    /// Writes the checkpoint of `commit`'s version. A failure is logged, not raised: the
+    /// commits are the table, a checkpoint only saves readers from reading them all.
+    async fn write_checkpoint(&self, commit: &Commit) {
+        let version = commit.version;
         let path = self.checkpoint_path(version);
         let written = async {
             let (versions, checkpoints) = self.listing().await?;
             let state = self
-                .state_at(version, &versions, &checkpoints, None)
+                .state_at(version, &versions, &checkpoints, Some(commit))
                 .await?;
             let body = serde_json::to_vec(&state).map_err(|e| SinkError::Corrupt {
                 path: self.warehouse.display(&path),
@@ -549,21 +550,14 @@ impl TableLog {
     pub async fn claim(&self, commit: &Commit, staged: Option<&Path>) -> Result<(), SinkError> {
         let path = self.log_path(commit.version);
         let attempt = async {
-            Ok::<bool, SinkError>(match (staged, self.warehouse.syncer()) {
+            match (staged, self.warehouse.syncer()) {
                 (Some(staged), _) => {
-                    match self
+                    let renamed = self
                         .warehouse
                         .store()
                         .rename_if_not_exists(staged, &path)
-                        .await
-                    {
-                        Ok(()) => true,
-                        Err(
-                            object_store::Error::AlreadyExists { .. }
-                            | object_store::Error::Precondition { .. },
-                        ) => false,
-                        Err(e) => return Err(self.warehouse.store_error(&path, e)),
-                    }
+                        .await;
+                    self.created(&path, renamed)
                 }
                 (None, Some(syncer)) => {
                     let body = self.commit_body(commit)?;
@@ -585,26 +579,19 @@ impl TableLog {
                     .map_err(|source| SinkError::Sync {
                         path: display,
                         source,
-                    })?
+                    })
                 }
                 (None, None) => {
                     let body = self.commit_body(commit)?;
                     let options = PutOptions::from(PutMode::Create);
-                    match self
+                    let put = self
                         .warehouse
                         .store()
                         .put_opts(&path, body.into(), options)
-                        .await
-                    {
-                        Ok(_) => true,
-                        Err(
-                            object_store::Error::AlreadyExists { .. }
-                            | object_store::Error::Precondition { .. },
-                        ) => false,
-                        Err(e) => return Err(self.warehouse.store_error(&path, e)),
-                    }
+                        .await;
+                    self.created(&path, put)
                 }
-            })
+            }
         };
         // A create or rename that failed, or found the entry there, may still have been this
         // run's (a retry after a lost reply): the entry decides. Taking it for another run's
@@ -639,6 +626,18 @@ impl TableLog {
             "claimed table version"
         );
         Ok(())
+    }
+
+    /// Whether a create-if-absent of `path` made it: `false` when an entry was there first.
+    fn created<T>(&self, path: &Path, result: object_store::Result<T>) -> Result<bool, SinkError> {
+        match result {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(e) => Err(self.warehouse.store_error(path, e)),
+        }
     }
 
     /// Moves the commit's staged files into the table, removes what an overwrite replaces, and
@@ -688,7 +687,7 @@ impl TableLog {
             "published table version"
         );
         if commit.version.is_multiple_of(CHECKPOINT_INTERVAL) {
-            self.write_checkpoint(commit.version).await;
+            self.write_checkpoint(commit).await;
         }
         Ok(())
     }

@@ -407,6 +407,7 @@ impl TableRun {
             }
         }
     }
+
     /// Discards the staged files (those still open are dropped unclosed).
     pub async fn abort(self) {
         let TableRun {

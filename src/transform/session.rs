@@ -145,7 +145,7 @@ pub async fn register_warehouse(
     // Each table as its last complete version: never half of a commit being published, never
     // finished here (a query only reads). `_bad_records` shows the bad records of every table.
     let mut visible = BTreeMap::new();
-    let mut readable = Vec::new();
+    let mut damaged = BTreeSet::new();
     for table in &tables {
         if table == bad_records || !(needed.wants(table) || needed.wants(bad_records)) {
             continue;
@@ -154,10 +154,7 @@ pub async fn register_warehouse(
         let files = match TableLog::new(warehouse, table).snapshot().await {
             Ok(Some(files)) => files,
             // No commit log: a folder of Parquet files as another tool wrote it, shown whole.
-            Ok(None) => {
-                readable.push(table.clone());
-                continue;
-            }
+            Ok(None) => continue,
             Err(e @ (SinkError::Corrupt { .. } | SinkError::MissingVersion { .. }))
                 if !needed.must_read(table) =>
             {
@@ -170,11 +167,11 @@ pub async fn register_warehouse(
                 for folder in &folders {
                     visible.insert(warehouse.path(folder), BTreeSet::new());
                 }
+                damaged.insert(table);
                 continue;
             }
             Err(e) => return Err(unreadable(table, DataFusionError::External(Box::new(e)))),
         };
-        readable.push(table.clone());
         for folder in folders {
             let prefix = format!("{folder}/");
             let held = files
@@ -191,7 +188,7 @@ pub async fn register_warehouse(
     );
     let registered = tables
         .iter()
-        .filter(|table| needed.wants(table) && (*table == bad_records || readable.contains(table)));
+        .filter(|table| needed.wants(table) && !damaged.contains(table));
     for table in registered {
         let location = warehouse.table_url(table);
         let partition_cols = warehouse
