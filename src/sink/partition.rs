@@ -2,8 +2,9 @@
 //! batch into one batch per partition value.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, UInt32Array};
+use arrow::array::{Array, ArrayRef, AsArray, StringArray, StringViewArray, UInt32Array};
 use arrow::compute::{cast, take_record_batch};
 use arrow::datatypes::{DataType, Schema};
 use arrow::error::ArrowError;
@@ -61,42 +62,75 @@ pub fn split_by_partition(
     let mut key_columns = Vec::with_capacity(partition_by.len());
     for name in partition_by {
         let column = batch.column(schema.index_of(name)?);
-        key_columns.push(cast(column, &DataType::Utf8)?);
+        key_columns.push(match column.data_type() {
+            DataType::Utf8 | DataType::Utf8View => Arc::clone(column),
+            _ => cast(column, &DataType::Utf8)?,
+        });
     }
     let data_indices: Vec<usize> = (0..schema.fields().len())
         .filter(|&i| !partition_by.contains(schema.field(i).name()))
         .collect();
     let data = batch.project(&data_indices)?;
 
-    let strings: Vec<_> = key_columns.iter().map(|c| c.as_string::<i32>()).collect();
-    let mut groups: HashMap<Vec<Option<&str>>, Vec<u32>> = HashMap::new();
-    let mut order: Vec<Vec<Option<&str>>> = Vec::new();
+    let texts: Vec<Text> = key_columns.iter().map(Text::of).collect();
+    // Per group (in order of first appearance) its key and rows; a row looks its key up
+    // without allocating, and rows that repeat the previous row's key skip the lookup.
+    let mut keys: Vec<Vec<Option<&str>>> = Vec::new();
+    let mut rows: Vec<Vec<u32>> = Vec::new();
+    let mut index: HashMap<Vec<Option<&str>>, usize, foldhash::fast::RandomState> =
+        HashMap::default();
+    let mut key: Vec<Option<&str>> = Vec::with_capacity(texts.len());
+    let mut previous = usize::MAX;
     for row in 0..batch.num_rows() {
-        let key: Vec<Option<&str>> = strings
-            .iter()
-            .map(|s| (!s.is_null(row)).then(|| s.value(row)))
-            .collect();
+        key.clear();
+        key.extend(texts.iter().map(|t| t.value(row)));
+        let group = if keys.get(previous).is_some_and(|k| *k == key) {
+            previous
+        } else if let Some(&group) = index.get(key.as_slice()) {
+            group
+        } else {
+            index.insert(key.clone(), keys.len());
+            keys.push(key.clone());
+            rows.push(Vec::new());
+            keys.len() - 1
+        };
         let row =
             u32::try_from(row).map_err(|_| ArrowError::ComputeError("batch too large".into()))?;
-        match groups.get_mut(&key) {
-            Some(rows) => rows.push(row),
-            None => {
-                order.push(key.clone());
-                groups.insert(key, vec![row]);
-            }
-        }
+        rows[group].push(row);
+        previous = group;
     }
-    if order.len() == 1 {
-        let key = order.pop().expect("one group");
-        return Ok(vec![(owned(&key), data)]);
+    if keys.len() == 1 {
+        return Ok(vec![(owned(&keys[0]), data)]);
     }
-    order
-        .into_iter()
-        .map(|key| {
-            let rows = UInt32Array::from(groups.remove(&key).expect("every key has rows"));
-            Ok((owned(&key), take_record_batch(&data, &rows)?))
+    keys.iter()
+        .zip(rows)
+        .map(|(key, rows)| {
+            let rows = UInt32Array::from(rows);
+            Ok((owned(key), take_record_batch(&data, &rows)?))
         })
         .collect()
+}
+
+/// A partition column's values as text: a string column as it is, any other cast to one.
+enum Text<'a> {
+    Plain(&'a StringArray),
+    View(&'a StringViewArray),
+}
+
+impl<'a> Text<'a> {
+    fn of(column: &'a ArrayRef) -> Self {
+        match column.as_string_view_opt() {
+            Some(view) => Text::View(view),
+            None => Text::Plain(column.as_string::<i32>()),
+        }
+    }
+
+    fn value(&self, row: usize) -> Option<&'a str> {
+        match self {
+            Text::Plain(a) => (!a.is_null(row)).then(|| a.value(row)),
+            Text::View(a) => (!a.is_null(row)).then(|| a.value(row)),
+        }
+    }
 }
 
 /// The schema of the data files: `schema` without the partition columns.
@@ -117,9 +151,8 @@ fn owned(key: &[Option<&str>]) -> PartitionKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Int64Array, StringArray};
+    use arrow::array::Int64Array;
     use arrow::datatypes::Field;
-    use std::sync::Arc;
 
     #[test]
     fn values_that_could_escape_their_folder_are_escaped() {
@@ -178,6 +211,46 @@ mod tests {
                 (Some("a".into()), vec![0, 2]),
                 (Some("b".into()), vec![1]),
                 (None, vec![3])
+            ]
+        );
+    }
+
+    #[test]
+    fn view_and_number_columns_split_by_both_values_in_order_of_first_appearance() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("event_type", DataType::Utf8View, true),
+            Field::new("day", DataType::Int32, true),
+            Field::new("offset", DataType::Int64, false),
+        ]));
+        let types = StringViewArray::from(vec![Some("a"), Some("a"), Some("b"), Some("a"), None]);
+        let days = arrow::array::Int32Array::from(vec![Some(1), Some(2), Some(1), Some(1), None]);
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(types),
+                Arc::new(days),
+                Arc::new(Int64Array::from(vec![0, 1, 2, 3, 4])),
+            ],
+        )
+        .unwrap();
+        let by = ["event_type".to_owned(), "day".to_owned()];
+        let parts = split_by_partition(&batch, &by).unwrap();
+        let summary: Vec<(PartitionKey, Vec<i64>)> = parts
+            .iter()
+            .map(|(key, b)| {
+                assert_eq!(b.num_columns(), 1);
+                let offsets = b.column(0).as_primitive::<arrow::datatypes::Int64Type>();
+                (key.clone(), offsets.values().to_vec())
+            })
+            .collect();
+        let key = |t: Option<&str>, d: Option<&str>| vec![t.map(String::from), d.map(String::from)];
+        assert_eq!(
+            summary,
+            vec![
+                (key(Some("a"), Some("1")), vec![0, 3]),
+                (key(Some("a"), Some("2")), vec![1]),
+                (key(Some("b"), Some("1")), vec![2]),
+                (key(None, None), vec![4]),
             ]
         );
     }
