@@ -22,13 +22,16 @@ use crate::sink::{SinkError, TableLog, Warehouse};
 ///
 /// Identifier normalization is off: `SELECT Host FROM gamer` finds the column `Host`, as the
 /// seed's Spark SQL did, instead of looking for `host`. Names with a dash are quoted:
-/// `"User-Agent"`.
+/// `"User-Agent"`. Casts of UTC timestamps to dates are computed by division
+/// ([`super::utc_date`]).
 pub fn new_context() -> SessionContext {
     let config = SessionConfig::new()
         .with_information_schema(true)
         .set_bool("datafusion.sql_parser.enable_ident_normalization", false)
         .set_bool("datafusion.execution.parquet.pushdown_filters", true);
-    SessionContext::new_with_config(config)
+    let ctx = SessionContext::new_with_config(config);
+    ctx.add_optimizer_rule(Arc::new(super::utc_date::UtcDateCast));
+    ctx
 }
 
 /// Opens a fresh stream of the same rows each time it is called.
