@@ -472,6 +472,7 @@ mod tests {
     use super::*;
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::Int64Type;
+    use bytes::Bytes;
 
     fn message(offset: i64, value: &[u8]) -> Message {
         Message {
@@ -480,7 +481,7 @@ mod tests {
             timestamp_ms: 1_530_000_000_000 + offset,
             timestamp_type: 0,
             key: None,
-            value: Some(value.to_vec()),
+            value: Some(Bytes::copy_from_slice(value)),
             headers: Vec::new(),
         }
     }
@@ -642,7 +643,7 @@ mod tests {
     #[test]
     fn metadata_columns_follow_sparks_kafka_source_and_headers_are_opt_in() {
         let mut with_headers = message(7, br#"{"event_type":"default"}"#);
-        with_headers.key = Some(b"player-1".to_vec());
+        with_headers.key = Some(Bytes::from_static(b"player-1"));
         with_headers.headers = vec![
             ("trace".into(), Some(b"t1".to_vec())),
             ("none".into(), None),

@@ -66,8 +66,10 @@ impl BadRecord {
             partition: message.partition,
             offset: message.offset,
             timestamp_ms: message.timestamp_ms,
-            key: message.key.clone(),
-            value: message.value.clone(),
+            // Copied: a message's bytes can be a slice of its whole batch, which a kept
+            // bad record must not hold on to.
+            key: message.key.as_deref().map(<[u8]>::to_vec),
+            value: message.value.as_deref().map(<[u8]>::to_vec),
             error,
         }
     }

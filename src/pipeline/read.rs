@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
@@ -90,7 +91,7 @@ async fn scan_topic(
                 messages += batch.len() as u64;
                 bytes += batch
                     .iter()
-                    .map(|m| m.value.as_ref().map_or(0, Vec::len) as u64)
+                    .map(|m| m.value.as_ref().map_or(0, Bytes::len) as u64)
                     .sum::<u64>();
                 if let Some(spill) = spill.as_mut() {
                     if let Err(e) = spill.write(&batch) {
@@ -431,7 +432,7 @@ mod tests {
                 timestamp_ms: 0,
                 timestamp_type: 0,
                 key: None,
-                value: Some(offset.to_string().into_bytes()),
+                value: Some(offset.to_string().into_bytes().into()),
                 headers: Vec::new(),
             })
             .collect()

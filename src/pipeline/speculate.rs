@@ -320,6 +320,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn messages(start: i64, values: &[&str]) -> Vec<Message> {
         values
@@ -331,7 +332,7 @@ mod tests {
                 timestamp_ms: 1_700_000_000_000 + offset,
                 timestamp_type: 0,
                 key: None,
-                value: Some(value.as_bytes().to_vec()),
+                value: Some(Bytes::copy_from_slice(value.as_bytes())),
                 headers: Vec::new(),
             })
             .collect()

@@ -22,6 +22,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bytes::Bytes;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Statement, params};
 
@@ -533,9 +534,11 @@ impl EmbeddedLog {
                         base_offset: base,
                         at,
                     };
-                    let bytes =
-                        blob(row.get_ref(1).map_err(read_err)?).ok_or_else(|| corrupt(0))?;
-                    for (offset, record) in (base..).zip(frame::Records::new(bytes)) {
+                    // One copy of the row; its messages' keys and values are slices of it.
+                    let bytes = Bytes::copy_from_slice(
+                        blob(row.get_ref(1).map_err(read_err)?).ok_or_else(|| corrupt(0))?,
+                    );
+                    for (offset, record) in (base..).zip(frame::Records::new(&bytes)) {
                         let record = record.map_err(corrupt)?;
                         if offset < range.start {
                             continue;
@@ -549,8 +552,8 @@ impl EmbeddedLog {
                             offset,
                             timestamp_ms: record.timestamp_ms,
                             timestamp_type: 0,
-                            key: record.key.map(<[u8]>::to_vec),
-                            value: record.value.map(<[u8]>::to_vec),
+                            key: record.key.map(|k| bytes.slice_ref(k)),
+                            value: record.value.map(|v| bytes.slice_ref(v)),
                             headers: decode_headers(record.headers),
                         };
                         if out.push(message).is_break() {
@@ -605,8 +608,8 @@ fn read_legacy(
             offset: row.get(0)?,
             timestamp_ms: row.get(1)?,
             timestamp_type: 0,
-            key: row.get(2)?,
-            value: row.get(3)?,
+            key: row.get::<_, Option<Vec<u8>>>(2)?.map(Bytes::from),
+            value: row.get::<_, Option<Vec<u8>>>(3)?.map(Bytes::from),
             headers: decode_headers(row.get_ref(4)?.as_blob_or_null().ok().flatten()),
         };
         *last = Some(message.offset);

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rdkafka::bindings as rdsys;
 use rdkafka::config::ClientConfig;
 use rdkafka::config::RDKafkaLogLevel;
@@ -776,8 +777,8 @@ unsafe fn polled(message: *mut rdsys::rd_kafka_message_t) -> Polled {
         offset: m.offset,
         timestamp_ms,
         timestamp_type,
-        key: bytes(m.key, m.key_len),
-        value: bytes(m.payload, m.len),
+        key: bytes(m.key, m.key_len).map(Bytes::from),
+        value: bytes(m.payload, m.len).map(Bytes::from),
         headers,
     })
 }

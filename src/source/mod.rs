@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
+use bytes::Bytes;
+
 pub use embedded::EmbeddedLog;
 pub use kafka::KafkaLog;
 pub use offsets::{OffsetRange, ReadBounds};
@@ -36,9 +38,10 @@ pub struct Message {
     /// Kafka's timestamp type, as Spark's `timestampType`: 0 CreateTime, 1 LogAppendTime.
     pub timestamp_type: i32,
     /// Optional record key.
-    pub key: Option<Vec<u8>>,
-    /// Record value; `None` is a tombstone.
-    pub value: Option<Vec<u8>>,
+    pub key: Option<Bytes>,
+    /// Record value; `None` is a tombstone. Shared, not copied, with the batch it was read
+    /// in (the embedded log's batch row); whatever keeps a message long copies it first.
+    pub value: Option<Bytes>,
     /// Record headers, in order.
     pub headers: Vec<(String, Option<Vec<u8>>)>,
 }

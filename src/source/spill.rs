@@ -16,6 +16,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef};
 use arrow::ipc::writer::StreamWriter;
+use bytes::Bytes;
 use tempfile::NamedTempFile;
 
 use crate::temp_ipc;
@@ -87,7 +88,7 @@ impl SpillWriter {
         let mut keys = BinaryBuilder::with_capacity(rows, 0);
         let value_bytes = messages
             .iter()
-            .map(|m| m.value.as_ref().map_or(0, Vec::len))
+            .map(|m| m.value.as_ref().map_or(0, Bytes::len))
             .sum();
         let mut values = BinaryBuilder::with_capacity(rows, value_bytes);
         let mut headers = BinaryBuilder::with_capacity(rows, 0);
@@ -169,8 +170,8 @@ fn messages_of(batch: &RecordBatch) -> Vec<Message> {
             offset: offsets.value(row),
             timestamp_ms: timestamps.value(row),
             timestamp_type: types.value(row),
-            key: bytes(keys, row),
-            value: bytes(values, row),
+            key: bytes(keys, row).map(Bytes::from),
+            value: bytes(values, row).map(Bytes::from),
             headers: decode_headers((!headers.is_null(row)).then(|| headers.value(row))),
         })
         .collect()
@@ -186,8 +187,8 @@ mod tests {
             offset,
             timestamp_ms: 1_000 + offset,
             timestamp_type: 1,
-            key: (offset % 2 == 0).then(|| b"k".to_vec()),
-            value: value.map(<[u8]>::to_vec),
+            key: (offset % 2 == 0).then(|| Bytes::from_static(b"k")),
+            value: value.map(Bytes::copy_from_slice),
             headers: if offset == 1 {
                 vec![("h".into(), None)]
             } else {
