@@ -24,8 +24,14 @@
 //! Every [`CHECKPOINT_INTERVAL`]th version, the run that publishes it also writes
 //! `<version>.checkpoint.json`, the table's state as of that version ([`TableState`]: its files,
 //! rows and first offsets since the latest overwrite), so a reader folds at most that many
-//! commits. Writers need only the latest commit and never read checkpoints; a checkpoint that
-//! cannot be read is logged and the commits are read instead.
+//! commits, then points `_last_checkpoint` at it, so readers and writers list the log from
+//! there (S3's start-after; a local disk skips the older names without a `statx` each)
+//! instead of from its first version. Writers need only the latest commit and never read
+//! checkpoints; a checkpoint that cannot be read is logged and the commits are read instead
+//! (the whole log is listed again when they are older than the pointer's). That run also
+//! deletes the log entries of the versions before the previous checkpoint that are older than
+//! [`LOG_RETENTION_MS`], as Delta Lake expires its log: the log keeps one to two checkpoint
+//! intervals of commits, however long the table lives.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -48,6 +54,16 @@ pub const CHECKPOINT_INTERVAL: u64 = 100;
 
 /// Staging folders older than this with no commit are left by killed runs and are removed.
 const ORPHAN_AGE_MS: i64 = 24 * 3600 * 1000;
+
+/// Log entries before the previous checkpoint are deleted once they are this old: a run that
+/// started from one of those versions (and would claim the next, unaware that it was taken)
+/// has had its staging removed as an orphan by then.
+pub const LOG_RETENTION_MS: i64 = ORPHAN_AGE_MS;
+
+/// `<table>/_bnetl_log/_last_checkpoint`: `{"version": N}`, the newest checkpoint, where
+/// listings of the log start. Only a hint: without it, or when it names a version whose
+/// checkpoint or commit the listing does not find, the whole log is listed.
+const LAST_CHECKPOINT: &str = "_last_checkpoint";
 
 /// Spark's save modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,12 +176,30 @@ struct SuccessMarker {
     version: u64,
 }
 
+/// What `_last_checkpoint` holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct CheckpointPointer {
+    version: u64,
+}
+
 /// The commit log of one table and the folder its bad records go to.
 #[derive(Debug, Clone)]
 pub struct TableLog {
     warehouse: Warehouse,
     table: String,
     bad_folder: String,
+    retention_ms: i64,
+}
+
+/// The versions a listing of the log found, oldest first.
+#[derive(Debug, Default)]
+struct Listing {
+    /// Committed versions.
+    versions: Vec<u64>,
+    /// Checkpointed versions.
+    checkpoints: Vec<u64>,
+    /// True when the listing started at `_last_checkpoint`, leaving older entries out.
+    partial: bool,
 }
 
 impl TableLog {
@@ -175,7 +209,24 @@ impl TableLog {
             warehouse: warehouse.clone(),
             table: table.to_owned(),
             bad_folder: super::bad_records_folder(table),
+            retention_ms: LOG_RETENTION_MS,
         }
+    }
+
+    /// The same log, deleting entries once they are `retention_ms` old (tests: 0).
+    #[cfg(test)]
+    fn with_retention(mut self, retention_ms: i64) -> Self {
+        self.retention_ms = retention_ms;
+        self
+    }
+
+    fn log_folder(&self) -> Path {
+        self.warehouse.path(&format!("{}/{LOG_DIR}", self.table))
+    }
+
+    fn pointer_path(&self) -> Path {
+        self.warehouse
+            .path(&format!("{}/{LOG_DIR}/{LAST_CHECKPOINT}", self.table))
     }
 
     fn log_path(&self, version: u64) -> Path {
@@ -206,44 +257,106 @@ impl TableLog {
     }
 
     /// Every committed version, oldest first.
+    #[cfg(test)]
     pub async fn versions(&self) -> Result<Vec<u64>, SinkError> {
-        Ok(self.listing().await?.0)
+        Ok(self.list(None).await?.versions)
     }
 
-    /// The committed versions and the checkpointed ones, each oldest first, from one listing.
-    async fn listing(&self) -> Result<(Vec<u64>, Vec<u64>), SinkError> {
-        let folder = self.warehouse.path(&format!("{}/{LOG_DIR}", self.table));
-        let objects: Vec<_> = self
-            .warehouse
-            .store()
-            .list(Some(&folder))
+    /// The versions from the newest checkpoint on (see [`LAST_CHECKPOINT`]), or every
+    /// version when there is no checkpoint or its pointer does not hold.
+    async fn listing(&self) -> Result<Listing, SinkError> {
+        if let Some(from) = self.last_checkpoint().await {
+            let listing = self.list(Some(from)).await?;
+            if listing.checkpoints.first() == Some(&from) && listing.versions.first() == Some(&from)
+            {
+                return Ok(listing);
+            }
+            tracing::warn!(
+                table = self.table,
+                version = from,
+                "the log's last checkpoint pointer names a version it lacks; listing the whole log"
+            );
+        }
+        self.list(None).await
+    }
+
+    /// Lists the log's entries of versions `from` and later (every version with `None`).
+    async fn list(&self, from: Option<u64>) -> Result<Listing, SinkError> {
+        let folder = self.log_folder();
+        let store = self.warehouse.store();
+        let entries = match from {
+            // Every entry of version `from` sorts after its bare zero-padded number.
+            Some(from) => {
+                let offset = self
+                    .warehouse
+                    .path(&format!("{}/{LOG_DIR}/{from:020}", self.table));
+                store.list_with_offset(Some(&folder), &offset)
+            }
+            None => store.list(Some(&folder)),
+        };
+        let objects: Vec<_> = entries
             .try_collect()
             .await
             .map_err(|e| self.warehouse.store_error(&folder, e))?;
-        let (mut versions, mut checkpoints) = (Vec::new(), Vec::new());
+        let mut listing = Listing {
+            partial: from.is_some(),
+            ..Listing::default()
+        };
         for name in objects.iter().filter_map(|o| o.location.filename()) {
             if let Some(v) = name.strip_suffix(".checkpoint.json") {
-                checkpoints.extend(v.parse::<u64>().ok());
+                listing.checkpoints.extend(v.parse::<u64>().ok());
             } else if let Some(v) = name.strip_suffix(".json") {
-                versions.extend(v.parse::<u64>().ok());
+                listing.versions.extend(v.parse::<u64>().ok());
             }
         }
-        versions.sort_unstable();
-        checkpoints.sort_unstable();
-        Ok((versions, checkpoints))
+        listing.versions.sort_unstable();
+        listing.checkpoints.sort_unstable();
+        Ok(listing)
     }
 
-    /// The table's state as of `version` (one of `versions`): the commits after the latest
+    /// The version `_last_checkpoint` names, if it is there and readable.
+    async fn last_checkpoint(&self) -> Option<u64> {
+        let path = self.pointer_path();
+        let bytes = self
+            .warehouse
+            .store()
+            .get(&path)
+            .await
+            .ok()?
+            .bytes()
+            .await
+            .ok()?;
+        serde_json::from_slice::<CheckpointPointer>(&bytes)
+            .ok()
+            .map(|pointer| pointer.version)
+    }
+
+    /// The table's state as of `version`, from `listing`; a partial listing that does not
+    /// reach back far enough (its checkpoint unreadable) is redone over the whole log.
+    async fn state_from(
+        &self,
+        version: u64,
+        listing: &Listing,
+        known: Option<&Commit>,
+    ) -> Result<TableState, SinkError> {
+        match self.state_at(version, listing, known).await {
+            Err(SinkError::MissingVersion { .. }) if listing.partial => {
+                let whole = self.list(None).await?;
+                self.state_at(version, &whole, known).await
+            }
+            other => other,
+        }
+    }
+
+    /// The table's state as of `version` (one of the listed ones): the commits after the latest
     /// overwrite, read newest first down to that overwrite or to a checkpoint. `known` is a
     /// commit the caller has already read, used instead of reading it again.
     async fn state_at(
         &self,
         version: u64,
-        versions: &[u64],
-        checkpoints: &[u64],
+        listing: &Listing,
         known: Option<&Commit>,
     ) -> Result<TableState, SinkError> {
-        let checkpoint = checkpoints.iter().rev().find(|&&c| c <= version).copied();
         let mut newer = Vec::new();
         let mut base = TableState::default();
         // Versions are claimed one after another: a gap is a lost commit, whose files the
@@ -254,12 +367,13 @@ impl TableLog {
             version: missing,
             path: self.warehouse.display(&self.log_path(missing)),
         };
-        for &v in versions.iter().rev().filter(|&&v| v <= version) {
+        for &v in listing.versions.iter().rev().filter(|&&v| v <= version) {
             if v != expected {
                 return Err(gap(expected));
             }
             expected = v - 1;
-            if Some(v) == checkpoint
+            // The newest readable checkpoint on the way down ends the fold.
+            if listing.checkpoints.binary_search(&v).is_ok()
                 && let Some(state) = self.read_checkpoint(v).await
             {
                 base = state;
@@ -324,10 +438,8 @@ impl TableLog {
         let version = commit.version;
         let path = self.checkpoint_path(version);
         let written = async {
-            let (versions, checkpoints) = self.listing().await?;
-            let state = self
-                .state_at(version, &versions, &checkpoints, Some(commit))
-                .await?;
+            let listing = self.listing().await?;
+            let state = self.state_from(version, &listing, Some(commit)).await?;
             let body = serde_json::to_vec(&state).map_err(|e| SinkError::Corrupt {
                 path: self.warehouse.display(&path),
                 reason: e.to_string(),
@@ -341,13 +453,88 @@ impl TableLog {
         };
         match written.await {
             Ok(()) => tracing::info!(table = self.table, version, "checkpointed table version"),
-            Err(e) => tracing::warn!(
-                table = self.table,
-                version,
-                error = %crate::error::chain(&e),
-                "cannot write a checkpoint; readers read the commits instead"
-            ),
+            Err(e) => {
+                tracing::warn!(
+                    table = self.table,
+                    version,
+                    error = %crate::error::chain(&e),
+                    "cannot write a checkpoint; readers read the commits instead"
+                );
+                return;
+            }
         }
+        let pointer = self.pointer_path();
+        let body = serde_json::to_vec(&CheckpointPointer { version }).unwrap_or_default();
+        if let Err(e) = self.warehouse.store().put(&pointer, body.into()).await {
+            tracing::warn!(
+                path = self.warehouse.display(&pointer),
+                error = %e,
+                "cannot point at the new checkpoint; readers list the whole log"
+            );
+        }
+        self.expire(version).await;
+    }
+
+    /// Deletes the log entries of the versions before the checkpoint preceding `checkpoint`
+    /// that are older than the retention. Failures are logged: expiring is housekeeping.
+    async fn expire(&self, checkpoint: u64) {
+        let folder = self.log_folder();
+        let store = self.warehouse.store();
+        let objects: Vec<_> = match store.list(Some(&folder)).try_collect().await {
+            Ok(objects) => objects,
+            Err(e) => {
+                tracing::warn!(table = self.table, error = %e, "cannot list the log to expire it");
+                return;
+            }
+        };
+        let version_of = |name: &str| {
+            [".checkpoint.json", ".json", ".published"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        let Some(previous) = objects
+            .iter()
+            .filter_map(|o| o.location.filename()?.strip_suffix(".checkpoint.json"))
+            .filter_map(|v| v.parse::<u64>().ok())
+            .filter(|&v| v < checkpoint)
+            .max()
+        else {
+            return;
+        };
+        let cutoff = now_ms().saturating_sub(self.retention_ms);
+        let expired: Vec<Path> = objects
+            .into_iter()
+            .filter(|o| {
+                o.location
+                    .filename()
+                    .and_then(version_of)
+                    .is_some_and(|v| v < previous)
+                    && o.last_modified.timestamp_millis() <= cutoff
+            })
+            .map(|o| o.location)
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        let count = expired.len();
+        let paths = futures::stream::iter(expired.into_iter().map(Ok)).boxed();
+        let mut deleted = store.delete_stream(paths);
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(table = self.table, error = %e, "cannot expire a log entry");
+                    return;
+                }
+            }
+        }
+        tracing::info!(
+            table = self.table,
+            entries = count,
+            before = previous,
+            "expired old log entries"
+        );
     }
 
     /// Reads version `version`.
@@ -370,7 +557,7 @@ impl TableLog {
 
     /// The latest committed version, if any.
     pub async fn latest(&self) -> Result<Option<Commit>, SinkError> {
-        match self.versions().await?.last() {
+        match self.listing().await?.versions.last() {
             Some(&version) => Ok(Some(self.read(version).await?)),
             None => Ok(None),
         }
@@ -379,14 +566,12 @@ impl TableLog {
     /// The latest commit and what the table holds as of it (its files, rows and first offsets
     /// since the latest overwrite); `None` before the first commit.
     pub async fn state(&self) -> Result<Option<(Commit, TableState)>, SinkError> {
-        let (versions, checkpoints) = self.listing().await?;
-        let Some(&latest) = versions.last() else {
+        let listing = self.listing().await?;
+        let Some(&latest) = listing.versions.last() else {
             return Ok(None);
         };
         let commit = self.read(latest).await?;
-        let state = self
-            .state_at(latest, &versions, &checkpoints, Some(&commit))
-            .await?;
+        let state = self.state_from(latest, &listing, Some(&commit)).await?;
         Ok(Some((commit, state)))
     }
 
@@ -450,8 +635,8 @@ impl TableLog {
     /// replaces), else the version before it (its files are all still there: publishing
     /// deletes only after every new file is in). `None` for a table with no commit log.
     pub async fn snapshot(&self) -> Result<Option<BTreeSet<String>>, SinkError> {
-        let (versions, checkpoints) = self.listing().await?;
-        let Some(&latest) = versions.last() else {
+        let listing = self.listing().await?;
+        let Some(&latest) = listing.versions.last() else {
             return Ok(None);
         };
         let commit = self.read(latest).await?;
@@ -466,7 +651,7 @@ impl TableLog {
             latest - 1
         };
         Ok(Some(
-            self.state_at(complete, &versions, &checkpoints, Some(&commit))
+            self.state_from(complete, &listing, Some(&commit))
                 .await?
                 .files,
         ))
@@ -724,7 +909,7 @@ impl TableLog {
     async fn delete_except(&self, folder: &str, keep: &BTreeSet<Path>) -> Result<(), SinkError> {
         let store = self.warehouse.store();
         let prefix = self.warehouse.path(folder);
-        let log = self.warehouse.path(&format!("{}/{LOG_DIR}", self.table));
+        let log = self.log_folder();
         let stale: Vec<Path> = store
             .list(Some(&prefix))
             .map_ok(|o| o.location)
@@ -990,9 +1175,13 @@ mod tests {
             }
             state
         };
-        let (versions, checkpoints) = log.listing().await.unwrap();
-        assert_eq!(checkpoints, [100]);
-        assert_eq!(versions.len(), 160);
+        let whole = log.list(None).await.unwrap();
+        assert_eq!(whole.checkpoints, [100]);
+        // Entries younger than the retention are all kept.
+        assert_eq!(whole.versions.len(), 160);
+        let listing = log.listing().await.unwrap();
+        assert!(listing.partial);
+        assert_eq!(listing.versions, (100..=160).collect::<Vec<_>>());
         // Past the last overwrite (150), no checkpoint is needed.
         let (latest, state) = log.state().await.unwrap().unwrap();
         assert_eq!((latest.version, &state), (160, &folded(160)));
@@ -1004,11 +1193,8 @@ mod tests {
         assert_eq!(expected.files.len(), 81);
         assert_eq!(expected.first_offsets, [(0, 60), (1, 59)].into());
         std::fs::remove_file(dir.path().join("t/_bnetl_log/00000000000000000080.json")).unwrap();
-        let (versions, checkpoints) = log.listing().await.unwrap();
-        let at_140 = log
-            .state_at(140, &versions, &checkpoints, None)
-            .await
-            .unwrap();
+        let whole = log.list(None).await.unwrap();
+        let at_140 = log.state_at(140, &whole, None).await.unwrap();
         assert_eq!(at_140, expected);
         // A damaged checkpoint is read around: the commits are read instead, and here one
         // of them is lost, which is an error naming it, never a table without its files.
@@ -1017,21 +1203,92 @@ mod tests {
             .join("t/_bnetl_log/00000000000000000100.checkpoint.json");
         let whole = std::fs::read(&checkpoint).unwrap();
         std::fs::write(&checkpoint, &whole[..whole.len() / 2]).unwrap();
-        let err = log
-            .state_at(140, &versions, &checkpoints, None)
-            .await
-            .unwrap_err();
+        let whole_log = log.list(None).await.unwrap();
+        let err = log.state_at(140, &whole_log, None).await.unwrap_err();
         assert!(err.to_string().contains("lacks version 80"), "{err}");
         std::fs::write(&checkpoint, &whole).unwrap();
-        let at_140 = log
-            .state_at(140, &versions, &checkpoints, None)
-            .await
-            .unwrap();
+        let at_140 = log.state_at(140, &whole_log, None).await.unwrap();
         assert_eq!(at_140, expected);
         // So is a lost commit after the checkpoint.
         std::fs::remove_file(dir.path().join("t/_bnetl_log/00000000000000000155.json")).unwrap();
         let err = log.state().await.unwrap_err().to_string();
         assert!(err.contains("lacks version 155"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_log_is_listed_from_its_last_checkpoint_and_old_entries_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let wh = Warehouse::parse(&dir.path().to_string_lossy()).unwrap();
+        let log = TableLog::new(&wh, "t").with_retention(0);
+        let mut expected = TableState::default();
+        for v in 1..=250u64 {
+            let mode = if v == 1 {
+                SaveMode::Overwrite
+            } else {
+                SaveMode::Append
+            };
+            let end = i64::try_from(v).unwrap();
+            let mut c = commit(mode, &[(0, end)]);
+            c.version = v;
+            c.run_id = format!("r{v}");
+            c.files = vec![format!("t/f{v}.parquet")];
+            c.rows = 1;
+            c.ranges = vec![CommittedRange {
+                partition: 0,
+                start: end - 1,
+                end,
+            }];
+            let staged = wh.path(&format!(
+                "{}/t/f{v}.parquet",
+                TableLog::staging_folder(&c.run_id)
+            ));
+            wh.store().put(&staged, b"x".to_vec().into()).await.unwrap();
+            log.claim(&c, None).await.unwrap();
+            log.publish(&c).await.unwrap();
+            expected.apply(&c);
+        }
+        // Checkpoint 200 expired what came before checkpoint 100; the table is whole.
+        let whole = log.list(None).await.unwrap();
+        assert_eq!(whole.versions, (100..=250).collect::<Vec<_>>());
+        assert_eq!(whole.checkpoints, [100, 200]);
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("t/_bnetl_log"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n.starts_with("00000000000000000099")));
+        assert!(names.contains(&"00000000000000000100.published".to_owned()));
+        let listing = log.listing().await.unwrap();
+        assert_eq!(listing.versions, (200..=250).collect::<Vec<_>>());
+        let (latest, state) = log.state().await.unwrap().unwrap();
+        assert_eq!((latest.version, &state), (250, &expected));
+        assert_eq!(state.files.len(), 250);
+        assert_eq!(log.snapshot().await.unwrap().unwrap(), expected.files);
+        // A damaged newest checkpoint: the whole log is listed and the one before it read.
+        let checkpoint = |v: u64| {
+            dir.path()
+                .join(format!("t/_bnetl_log/{v:020}.checkpoint.json"))
+        };
+        let newest = std::fs::read(checkpoint(200)).unwrap();
+        std::fs::write(checkpoint(200), b"{").unwrap();
+        assert_eq!(log.state().await.unwrap().unwrap().1, expected);
+        // Both damaged: what is lost is named, never a table without those files.
+        let older = std::fs::read(checkpoint(100)).unwrap();
+        std::fs::write(checkpoint(100), b"{").unwrap();
+        let err = log.state().await.unwrap_err().to_string();
+        assert!(err.contains("lacks version 99"), "{err}");
+        std::fs::write(checkpoint(100), older).unwrap();
+        std::fs::write(checkpoint(200), newest).unwrap();
+        // A pointer naming a version the log lacks is not trusted.
+        let pointer = dir.path().join("t/_bnetl_log/_last_checkpoint");
+        std::fs::write(&pointer, br#"{"version":300}"#).unwrap();
+        let listing = log.listing().await.unwrap();
+        assert!(!listing.partial);
+        assert_eq!(log.state().await.unwrap().unwrap().1, expected);
+        assert_eq!(log.latest().await.unwrap().unwrap().version, 250);
+        // Without a pointer, the whole log.
+        std::fs::remove_file(&pointer).unwrap();
+        assert!(!log.listing().await.unwrap().partial);
+        assert_eq!(log.state().await.unwrap().unwrap().1, expected);
     }
 
     /// Records every sync with what the disk held at that moment; fails the syncs of one path.
