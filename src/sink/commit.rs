@@ -30,8 +30,10 @@
 //! checkpoints; a checkpoint that cannot be read is logged and the commits are read instead
 //! (the whole log is listed again when they are older than the pointer's). That run also
 //! deletes the log entries of the versions before the previous checkpoint that are older than
-//! [`LOG_RETENTION_MS`], as Delta Lake expires its log: the log keeps one to two checkpoint
-//! intervals of commits, however long the table lives.
+//! [`LOG_RETENTION_MS`], once both checkpoints read back whole, as Delta Lake expires its log:
+//! the log keeps the last day's versions and at least one to two checkpoint intervals, however
+//! long the table lives. A claim of a version at or below the pointer's is a conflict: only a
+//! run that stalled for a day could try it, and the version it would take may have expired.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -134,7 +136,9 @@ pub struct Commit {
 
 /// What a table holds as of one version: the commits since its last overwrite, folded. Kept
 /// every [`CHECKPOINT_INTERVAL`] versions in `<table>/_bnetl_log/<version>.checkpoint.json`, a
-/// cache of what the commits say: a reader that cannot read one reads the commits instead.
+/// cache of what the commits say: a reader that cannot read one reads the commits, or an older
+/// checkpoint, instead. Once commits before the previous checkpoint have expired, a table whose
+/// two newest checkpoints are both damaged is an error naming the first version it lacks.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableState {
     /// The version described (0: before the first commit).
@@ -302,11 +306,17 @@ impl TableLog {
             partial: from.is_some(),
             ..Listing::default()
         };
+        // A store that ignores the offset (some S3-compatible servers) lists older entries too.
+        let wanted = |v: &u64| from.is_none_or(|from| *v >= from);
         for name in objects.iter().filter_map(|o| o.location.filename()) {
             if let Some(v) = name.strip_suffix(".checkpoint.json") {
-                listing.checkpoints.extend(v.parse::<u64>().ok());
+                listing
+                    .checkpoints
+                    .extend(v.parse::<u64>().ok().filter(wanted));
             } else if let Some(v) = name.strip_suffix(".json") {
-                listing.versions.extend(v.parse::<u64>().ok());
+                listing
+                    .versions
+                    .extend(v.parse::<u64>().ok().filter(wanted));
             }
         }
         listing.versions.sort_unstable();
@@ -314,21 +324,29 @@ impl TableLog {
         Ok(listing)
     }
 
-    /// The version `_last_checkpoint` names, if it is there and readable.
+    /// The version `_last_checkpoint` names, if it is there and readable (what is wrong with
+    /// one that is there is logged).
     async fn last_checkpoint(&self) -> Option<u64> {
         let path = self.pointer_path();
-        let bytes = self
-            .warehouse
-            .store()
-            .get(&path)
-            .await
-            .ok()?
-            .bytes()
-            .await
-            .ok()?;
-        serde_json::from_slice::<CheckpointPointer>(&bytes)
-            .ok()
-            .map(|pointer| pointer.version)
+        let read = async { self.warehouse.store().get(&path).await?.bytes().await };
+        let parsed = match read.await {
+            Ok(bytes) => serde_json::from_slice::<CheckpointPointer>(&bytes)
+                .map(|pointer| pointer.version)
+                .map_err(|e| e.to_string()),
+            Err(object_store::Error::NotFound { .. }) => return None,
+            Err(e) => Err(e.to_string()),
+        };
+        match parsed {
+            Ok(version) => Some(version),
+            Err(reason) => {
+                tracing::warn!(
+                    pointer = self.warehouse.display(&path),
+                    reason,
+                    "cannot read the log's last checkpoint pointer; listing the whole log"
+                );
+                None
+            }
+        }
     }
 
     /// The table's state as of `version`, from `listing`; a partial listing that does not
@@ -465,25 +483,38 @@ impl TableLog {
         }
         let pointer = self.pointer_path();
         let body = serde_json::to_vec(&CheckpointPointer { version }).unwrap_or_default();
-        if let Err(e) = self.warehouse.store().put(&pointer, body.into()).await {
-            tracing::warn!(
+        let pointed = async {
+            self.warehouse
+                .store()
+                .put(&pointer, body.into())
+                .await
+                .map_err(|e| self.warehouse.store_error(&pointer, e))?;
+            // Durable before any commit it stands for is deleted.
+            let written = [path, pointer.clone()];
+            self.warehouse.sync(&written, Synced::Data).await?;
+            self.warehouse.sync(&written, Synced::Names).await
+        };
+        match pointed.await {
+            Ok(()) => self.expire(version).await,
+            Err(e) => tracing::warn!(
                 path = self.warehouse.display(&pointer),
-                error = %e,
-                "cannot point at the new checkpoint; readers list the whole log"
-            );
+                error = %crate::error::chain(&e),
+                "cannot point at the new checkpoint; readers list the whole log, none of it expires"
+            ),
         }
-        self.expire(version).await;
     }
 
     /// Deletes the log entries of the versions before the checkpoint preceding `checkpoint`
-    /// that are older than the retention. Failures are logged: expiring is housekeeping.
+    /// that are older than the retention, if both checkpoints read back whole (the commits
+    /// they replace go). Failures are logged: expiring is housekeeping.
     async fn expire(&self, checkpoint: u64) {
         let folder = self.log_folder();
+        let shown = self.warehouse.display(&folder);
         let store = self.warehouse.store();
         let objects: Vec<_> = match store.list(Some(&folder)).try_collect().await {
             Ok(objects) => objects,
             Err(e) => {
-                tracing::warn!(table = self.table, error = %e, "cannot list the log to expire it");
+                tracing::warn!(log = shown, error = %e, "cannot list the log to expire it");
                 return;
             }
         };
@@ -502,6 +533,17 @@ impl TableLog {
         else {
             return;
         };
+        if self.read_checkpoint(checkpoint).await.is_none()
+            || self.read_checkpoint(previous).await.is_none()
+        {
+            tracing::warn!(
+                log = shown,
+                checkpoint,
+                previous,
+                "a checkpoint does not read back whole; the commits it stands for are kept"
+            );
+            return;
+        }
         let cutoff = now_ms().saturating_sub(self.retention_ms);
         let expired: Vec<Path> = objects
             .into_iter()
@@ -524,16 +566,16 @@ impl TableLog {
             match result {
                 Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => {
-                    tracing::warn!(table = self.table, error = %e, "cannot expire a log entry");
+                    tracing::warn!(log = shown, error = %e, "cannot expire a log entry");
                     return;
                 }
             }
         }
         tracing::info!(
-            table = self.table,
+            log = shown,
             entries = count,
             before = previous,
-            "expired old log entries"
+            "expired the log entries of old versions"
         );
     }
 
@@ -731,8 +773,20 @@ impl TableLog {
     /// local warehouse the staged files are synced first and the log file is created durably
     /// (see [`super::durable`]). An entry already there is another run's
     /// ([`SinkError::Conflict`]) unless it names this run: then a retried attempt found what
-    /// its first, unanswered, attempt made, and the version is this run's.
+    /// its first, unanswered, attempt made, and the version is this run's. A version at or
+    /// below `_last_checkpoint`'s is always a conflict (it may have expired from the log).
     pub async fn claim(&self, commit: &Commit, staged: Option<&Path>) -> Result<(), SinkError> {
+        // A version at or below the last checkpoint was taken long ago and may have expired
+        // from the log, where a create would find nothing there and succeed.
+        if let Some(pointed) = self.last_checkpoint().await
+            && pointed >= commit.version
+        {
+            return Err(SinkError::Conflict {
+                table: self.table.clone(),
+                version: commit.version,
+                other_run: format!("another run (the log is checkpointed at version {pointed})"),
+            });
+        }
         let path = self.log_path(commit.version);
         let attempt = async {
             match (staged, self.warehouse.syncer()) {
@@ -1177,7 +1231,6 @@ mod tests {
         };
         let whole = log.list(None).await.unwrap();
         assert_eq!(whole.checkpoints, [100]);
-        // Entries younger than the retention are all kept.
         assert_eq!(whole.versions.len(), 160);
         let listing = log.listing().await.unwrap();
         assert!(listing.partial);
@@ -1215,13 +1268,15 @@ mod tests {
         assert!(err.contains("lacks version 155"), "{err}");
     }
 
-    #[tokio::test]
-    async fn the_log_is_listed_from_its_last_checkpoint_and_old_entries_expire() {
-        let dir = tempfile::tempdir().unwrap();
-        let wh = Warehouse::parse(&dir.path().to_string_lossy()).unwrap();
-        let log = TableLog::new(&wh, "t").with_retention(0);
-        let mut expected = TableState::default();
-        for v in 1..=250u64 {
+    /// Claims and publishes appends `versions` of table `t` (the first one an overwrite), a
+    /// file and a row each; returns the table's state as of the last.
+    async fn append_versions(
+        wh: &Warehouse,
+        log: &TableLog,
+        versions: std::ops::RangeInclusive<u64>,
+    ) -> TableState {
+        let mut state = TableState::default();
+        for v in versions {
             let mode = if v == 1 {
                 SaveMode::Overwrite
             } else {
@@ -1231,7 +1286,7 @@ mod tests {
             let mut c = commit(mode, &[(0, end)]);
             c.version = v;
             c.run_id = format!("r{v}");
-            c.files = vec![format!("t/f{v}.parquet")];
+            c.files = vec![format!("{}/f{v}.parquet", log.table)];
             c.rows = 1;
             c.ranges = vec![CommittedRange {
                 partition: 0,
@@ -1239,30 +1294,62 @@ mod tests {
                 end,
             }];
             let staged = wh.path(&format!(
-                "{}/t/f{v}.parquet",
-                TableLog::staging_folder(&c.run_id)
+                "{}/{}/f{v}.parquet",
+                TableLog::staging_folder(&c.run_id),
+                log.table
             ));
             wh.store().put(&staged, b"x".to_vec().into()).await.unwrap();
             log.claim(&c, None).await.unwrap();
             log.publish(&c).await.unwrap();
-            expected.apply(&c);
+            state.apply(&c);
         }
-        // Checkpoint 200 expired what came before checkpoint 100; the table is whole.
+        state
+    }
+
+    /// The versions named by the entries of `table`'s log folder, sorted, without repeats.
+    fn logged_versions(dir: &std::path::Path, table: &str) -> Vec<u64> {
+        let mut versions: Vec<u64> = std::fs::read_dir(dir.join(table).join(LOG_DIR))
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                name.split('.').next()?.parse().ok()
+            })
+            .collect();
+        versions.sort_unstable();
+        versions.dedup();
+        versions
+    }
+
+    #[tokio::test]
+    async fn the_log_is_listed_from_its_last_checkpoint_and_old_entries_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let wh = Warehouse::parse(&dir.path().to_string_lossy()).unwrap();
+        let log = TableLog::new(&wh, "t").with_retention(0);
+        let expected = append_versions(&wh, &log, 1..=250).await;
+        // Checkpoint 200 expired every entry (commit, published mark) before checkpoint 100.
+        assert_eq!(
+            logged_versions(dir.path(), "t"),
+            (100..=250).collect::<Vec<_>>()
+        );
         let whole = log.list(None).await.unwrap();
         assert_eq!(whole.versions, (100..=250).collect::<Vec<_>>());
         assert_eq!(whole.checkpoints, [100, 200]);
-        let names: Vec<String> = std::fs::read_dir(dir.path().join("t/_bnetl_log"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(!names.iter().any(|n| n.starts_with("00000000000000000099")));
-        assert!(names.contains(&"00000000000000000100.published".to_owned()));
         let listing = log.listing().await.unwrap();
+        assert!(listing.partial);
         assert_eq!(listing.versions, (200..=250).collect::<Vec<_>>());
         let (latest, state) = log.state().await.unwrap().unwrap();
         assert_eq!((latest.version, &state), (250, &expected));
         assert_eq!(state.files.len(), 250);
         assert_eq!(log.snapshot().await.unwrap().unwrap(), expected.files);
+        // A run that stalled since version 49 cannot claim the expired version 50, nor one
+        // still in the log at or below the checkpoint.
+        for version in [50, 150] {
+            let mut late = commit(SaveMode::Overwrite, &[(0, 1)]);
+            late.version = version;
+            let err = log.claim(&late, None).await.unwrap_err();
+            assert!(matches!(err, SinkError::Conflict { .. }), "{err}");
+        }
+        assert_eq!(logged_versions(dir.path(), "t")[0], 100);
         // A damaged newest checkpoint: the whole log is listed and the one before it read.
         let checkpoint = |v: u64| {
             dir.path()
@@ -1285,10 +1372,47 @@ mod tests {
         assert!(!listing.partial);
         assert_eq!(log.state().await.unwrap().unwrap().1, expected);
         assert_eq!(log.latest().await.unwrap().unwrap().version, 250);
+        // Nor one naming a commit without its checkpoint; an older one still holds.
+        std::fs::write(&pointer, br#"{"version":230}"#).unwrap();
+        assert!(!log.listing().await.unwrap().partial);
+        std::fs::write(&pointer, br#"{"version":100}"#).unwrap();
+        let listing = log.listing().await.unwrap();
+        assert!(listing.partial);
+        assert_eq!(listing.versions.len(), 151);
+        assert_eq!(log.state().await.unwrap().unwrap().1, expected);
         // Without a pointer, the whole log.
         std::fs::remove_file(&pointer).unwrap();
         assert!(!log.listing().await.unwrap().partial);
         assert_eq!(log.state().await.unwrap().unwrap().1, expected);
+    }
+
+    #[tokio::test]
+    async fn young_entries_and_those_of_an_unreadable_checkpoint_do_not_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let wh = Warehouse::parse(&dir.path().to_string_lossy()).unwrap();
+        // With the default retention of a day, a fresh log keeps every version.
+        let log = TableLog::new(&wh, "fresh");
+        append_versions(&wh, &log, 1..=200).await;
+        assert_eq!(
+            logged_versions(dir.path(), "fresh"),
+            (1..=200).collect::<Vec<_>>()
+        );
+        // With no retention, a damaged previous checkpoint keeps the commits it stood for.
+        let log = TableLog::new(&wh, "guarded").with_retention(0);
+        append_versions(&wh, &log, 1..=199).await;
+        let checkpoint = dir
+            .path()
+            .join("guarded/_bnetl_log/00000000000000000100.checkpoint.json");
+        std::fs::write(&checkpoint, b"{").unwrap();
+        let mut last = commit(SaveMode::Append, &[(0, 200)]);
+        last.version = 200;
+        last.run_id = "r200".into();
+        log.claim(&last, None).await.unwrap();
+        log.publish(&last).await.unwrap();
+        assert_eq!(
+            logged_versions(dir.path(), "guarded"),
+            (1..=200).collect::<Vec<_>>()
+        );
     }
 
     /// Records every sync with what the disk held at that moment; fails the syncs of one path.
