@@ -163,6 +163,92 @@ fn killed_multi_output_runs_lose_and_duplicate_nothing_in_any_table() {
     }
 }
 
+/// `bnetl run --incremental` racing `bnetl transform --incremental`: when the transform
+/// commits first, the run's first output (extracted_events) is already committed and its
+/// second loses its claim. The run then fails naming the table, commits nothing after it, and
+/// says which tables it committed and which not; the next run brings every table level, each
+/// event in each table once. Repeated until that partial failure is seen (up to 8 rounds).
+#[test]
+fn an_output_that_loses_its_claim_leaves_the_earlier_committed_and_the_next_run_levels_them() {
+    const PER_ROUND: usize = 30_000;
+    let bnetl = Bnetl::new();
+    let mut produced = 0i64;
+    let mut produce = || {
+        let first = usize::try_from(produced).unwrap();
+        let lines: String = (first..first + PER_ROUND)
+            .map(|i| {
+                format!(
+                    "{{\"event_type\":\"purchase_shield\",\"Host\":\"user{}.test\",\"seq\":{i}}}\n",
+                    i % 20
+                )
+            })
+            .collect();
+        bnetl.produce(lines.as_bytes());
+        produced += PER_ROUND as i64;
+        produced
+    };
+    produce();
+    bnetl.ok(&["-q", "run", "--incremental"]);
+    let mut partial = 0;
+    for _ in 0..8 {
+        let total = produce();
+        let before = versions(&bnetl);
+        let spawn = |args: &[&str]| {
+            bnetl
+                .cmd(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn bnetl")
+        };
+        let (run, transform) = (
+            spawn(&["-q", "run", "--incremental"]),
+            spawn(&["-q", "transform", "--incremental"]),
+        );
+        let run = run.wait_with_output().expect("wait for run");
+        let transform = transform.wait_with_output().expect("wait for transform");
+        assert!(
+            run.status.success() || transform.status.success(),
+            "both failed: {} / {}",
+            String::from_utf8_lossy(&run.stderr),
+            String::from_utf8_lossy(&transform.stderr)
+        );
+        let after = versions(&bnetl);
+        if !run.status.success() {
+            let err = String::from_utf8_lossy(&run.stderr);
+            assert!(
+                err.contains("table transformed_events changed while this run was writing"),
+                "{err}"
+            );
+            assert_eq!(after[2], before[2], "nothing after the lost claim: {err}");
+            if after[0] > before[0] {
+                assert!(
+                    err.contains("committed=\"extracted_events\"")
+                        && err.contains("not_committed=\"transformed_events, purchases\""),
+                    "the run names what it committed and what not: {err}"
+                );
+                partial += 1;
+            }
+        }
+        bnetl.ok(&["-q", "run", "--incremental"]);
+        for table in TABLES {
+            assert_eq!(
+                bnetl.sql_numbers(&format!(
+                    "SELECT COUNT(*), COUNT(DISTINCT seq), COUNT(DISTINCT \"offset\") FROM {table}"
+                )),
+                [total, total, total],
+                "every event exactly once in {table}"
+            );
+            assert_eq!(bnetl.lag(table), 0, "{table}");
+        }
+        if partial > 0 {
+            return;
+        }
+    }
+    panic!("no run lost a claim after committing its first output");
+}
+
 #[test]
 fn outputs_defined_by_files_are_checked_before_anything_is_read() {
     let bnetl = Bnetl::new();

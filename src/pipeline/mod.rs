@@ -279,8 +279,25 @@ pub async fn run(
         let (commit, written) = match prepared.commit().await {
             Ok(done) => done,
             Err(e) => {
-                for (.., later) in ready {
-                    later.abort().await;
+                // The outputs committed before stay (each table holds its own offsets); the
+                // failed one and those after it commit nothing, and the next --incremental
+                // run reads what they lack.
+                let table = |at: usize| jobs[at].table.name.as_str();
+                let committed: Vec<&str> = (0..jobs.len())
+                    .filter(|&i| summaries[i].is_some())
+                    .map(table)
+                    .collect();
+                let mut not_committed = vec![table(at)];
+                for (later, .., prepared) in ready {
+                    prepared.abort().await;
+                    not_committed.push(table(later));
+                }
+                if !committed.is_empty() {
+                    tracing::warn!(
+                        committed = committed.join(", "),
+                        not_committed = not_committed.join(", "),
+                        "the run failed after committing some of its outputs' tables"
+                    );
                 }
                 return Err(e.into());
             }
