@@ -1196,30 +1196,11 @@ mod tests {
         let mut commits = Vec::new();
         for v in 1..=160u64 {
             let overwrite = v == 1 || v == 60 || v == 150;
-            let mode = if overwrite {
-                SaveMode::Overwrite
-            } else {
-                SaveMode::Append
-            };
-            let end = i64::try_from(v).unwrap();
-            let mut c = commit(mode, &[(0, end)]);
-            c.version = v;
-            c.run_id = format!("r{v}");
-            c.files = vec![format!("t/f{v}.parquet")];
+            let mut c = nth_commit(&log, v, overwrite);
             c.rows = 2;
             c.bad_records = v % 2;
-            c.ranges = vec![CommittedRange {
-                partition: i32::from(v % 3 == 0),
-                start: end - 1,
-                end,
-            }];
-            let staged = wh.path(&format!(
-                "{}/t/f{v}.parquet",
-                TableLog::staging_folder(&c.run_id)
-            ));
-            wh.store().put(&staged, b"x".to_vec().into()).await.unwrap();
-            log.claim(&c, None).await.unwrap();
-            log.publish(&c).await.unwrap();
+            c.ranges[0].partition = i32::from(v % 3 == 0);
+            land(&wh, &log, &c).await;
             commits.push(c);
         }
         let folded = |version: u64| {
@@ -1268,8 +1249,42 @@ mod tests {
         assert!(err.contains("lacks version 155"), "{err}");
     }
 
-    /// Claims and publishes appends `versions` of table `t` (the first one an overwrite), a
-    /// file and a row each; returns the table's state as of the last.
+    /// Version `v` of `log`'s table by run `r<v>`: an overwrite or an append of one file
+    /// and one row, offset `v - 1` of partition 0.
+    fn nth_commit(log: &TableLog, v: u64, overwrite: bool) -> Commit {
+        let mode = if overwrite {
+            SaveMode::Overwrite
+        } else {
+            SaveMode::Append
+        };
+        let end = i64::try_from(v).unwrap();
+        let mut c = commit(mode, &[(0, end)]);
+        c.version = v;
+        c.run_id = format!("r{v}");
+        c.files = vec![format!("{}/f{v}.parquet", log.table)];
+        c.rows = 1;
+        c.ranges = vec![CommittedRange {
+            partition: 0,
+            start: end - 1,
+            end,
+        }];
+        c
+    }
+
+    /// Stages `c`'s file, claims its version and publishes it.
+    async fn land(wh: &Warehouse, log: &TableLog, c: &Commit) {
+        let staged = wh.path(&format!(
+            "{}/{}",
+            TableLog::staging_folder(&c.run_id),
+            c.files[0]
+        ));
+        wh.store().put(&staged, b"x".to_vec().into()).await.unwrap();
+        log.claim(c, None).await.unwrap();
+        log.publish(c).await.unwrap();
+    }
+
+    /// Lands `versions` of `log`'s table (version 1 an overwrite, the rest appends); returns
+    /// the table's state as of the last.
     async fn append_versions(
         wh: &Warehouse,
         log: &TableLog,
@@ -1277,30 +1292,8 @@ mod tests {
     ) -> TableState {
         let mut state = TableState::default();
         for v in versions {
-            let mode = if v == 1 {
-                SaveMode::Overwrite
-            } else {
-                SaveMode::Append
-            };
-            let end = i64::try_from(v).unwrap();
-            let mut c = commit(mode, &[(0, end)]);
-            c.version = v;
-            c.run_id = format!("r{v}");
-            c.files = vec![format!("{}/f{v}.parquet", log.table)];
-            c.rows = 1;
-            c.ranges = vec![CommittedRange {
-                partition: 0,
-                start: end - 1,
-                end,
-            }];
-            let staged = wh.path(&format!(
-                "{}/{}/f{v}.parquet",
-                TableLog::staging_folder(&c.run_id),
-                log.table
-            ));
-            wh.store().put(&staged, b"x".to_vec().into()).await.unwrap();
-            log.claim(&c, None).await.unwrap();
-            log.publish(&c).await.unwrap();
+            let c = nth_commit(log, v, v == 1);
+            land(wh, log, &c).await;
             state.apply(&c);
         }
         state
@@ -1404,11 +1397,7 @@ mod tests {
             .path()
             .join("guarded/_bnetl_log/00000000000000000100.checkpoint.json");
         std::fs::write(&checkpoint, b"{").unwrap();
-        let mut last = commit(SaveMode::Append, &[(0, 200)]);
-        last.version = 200;
-        last.run_id = "r200".into();
-        log.claim(&last, None).await.unwrap();
-        log.publish(&last).await.unwrap();
+        land(&wh, &log, &nth_commit(&log, 200, false)).await;
         assert_eq!(
             logged_versions(dir.path(), "guarded"),
             (1..=200).collect::<Vec<_>>()
