@@ -13,8 +13,21 @@ pub struct S3 {
 }
 
 impl S3 {
-    /// Starts `moto_server` and creates `bucket`.
+    /// Starts `moto_server` and creates `bucket`. A server that exits before it answers (its
+    /// port taken meanwhile: a free port is only free when it is looked up) is started again
+    /// on another port, up to three times; each waits up to 60 s to answer and make the bucket.
     pub fn start(bucket: &str) -> Self {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::try_start(bucket) {
+                Ok(server) => return server,
+                Err(reason) => failures.push(reason),
+            }
+        }
+        panic!("cannot start moto_server with bucket {bucket}: {failures:?}");
+    }
+
+    fn try_start(bucket: &str) -> Result<Self, String> {
         let port = super::infra::free_port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -23,27 +36,43 @@ impl S3 {
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto_server (pip install 'moto[server]'; .ci/run installs it)");
-        let server = S3 {
+        // Dropped (and killed) on any failure below.
+        let mut server = S3 {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
             bucket: bucket.to_owned(),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let mut last = String::new();
+        loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(format!("moto_server on port {port} exited ({status})"));
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // CreateBucket: PUT /bucket (moto accepts it unsigned).
+                let created = Command::new("curl")
+                    .args([
+                        "-sS",
+                        "-f",
+                        "-X",
+                        "PUT",
+                        &format!("{}/{bucket}", server.endpoint),
+                    ])
+                    .stdout(Stdio::null())
+                    .output()
+                    .expect("run curl");
+                if created.status.success() {
+                    return Ok(server);
+                }
+                last = String::from_utf8_lossy(&created.stderr).trim().to_owned();
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "moto_server on port {port}: no bucket {bucket} within 60 s ({last})"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        // CreateBucket: PUT /bucket (moto accepts it unsigned).
-        let created = Command::new("curl")
-            .args(["-sf", "-X", "PUT", &format!("{}/{bucket}", server.endpoint)])
-            .stdout(Stdio::null())
-            .status()
-            .expect("run curl");
-        assert!(created.success(), "cannot create bucket {bucket}");
-        server
     }
 
     /// The environment object_store reads its S3 settings from.
