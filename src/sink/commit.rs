@@ -623,18 +623,7 @@ impl TableLog {
     /// must not make a table that never committed look like another tool's.
     pub async fn exists(&self) -> Result<bool, SinkError> {
         let folder = self.warehouse.path(&self.table);
-        let first = self
-            .warehouse
-            .store()
-            .list(Some(&folder))
-            .try_filter(|o| {
-                let hidden = o.location.filename().is_some_and(|f| f.starts_with('.'));
-                std::future::ready(!hidden)
-            })
-            .try_next()
-            .await
-            .map_err(|e| self.warehouse.store_error(&folder, e))?;
-        Ok(first.is_some())
+        self.warehouse.holds_files(&folder).await
     }
 
     /// True when the table's `_SUCCESS` is there (whoever wrote it: bnetl, Spark, ...).
@@ -1377,6 +1366,30 @@ mod tests {
         std::fs::remove_file(&pointer).unwrap();
         assert!(!log.listing().await.unwrap().partial);
         assert_eq!(log.state().await.unwrap().unwrap().1, expected);
+    }
+
+    #[tokio::test]
+    async fn a_table_exists_when_it_holds_a_visible_file_at_any_depth() {
+        let dir = tempfile::tempdir().unwrap();
+        let wh = Warehouse::parse(&dir.path().to_string_lossy()).unwrap();
+        let put = |path: &str| {
+            let full = dir.path().join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, b"x").unwrap();
+        };
+        assert!(!wh.exists().await.unwrap());
+        // A claim's temp file left by HDFS's client, in an otherwise empty table: not a table.
+        put("t/_bnetl_log/.00000000000000000001.json.tmp.1");
+        std::fs::create_dir_all(dir.path().join("t/event_type=a")).unwrap();
+        let log = TableLog::new(&wh, "t");
+        assert!(!log.exists().await.unwrap());
+        put("t/event_type=a/part-0.parquet");
+        assert!(log.exists().await.unwrap());
+        put("u/_SUCCESS");
+        assert!(TableLog::new(&wh, "u").exists().await.unwrap());
+        put("v/_bnetl_log/00000000000000000001.json");
+        assert!(TableLog::new(&wh, "v").exists().await.unwrap());
+        assert!(wh.exists().await.unwrap());
     }
 
     #[tokio::test]

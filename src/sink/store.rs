@@ -10,7 +10,6 @@
 
 use std::sync::Arc;
 
-use futures::TryStreamExt;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -207,11 +206,34 @@ impl Warehouse {
 
     /// True when the warehouse holds anything at all.
     pub async fn exists(&self) -> Result<bool, SinkError> {
-        let mut listing = self.store.list(Some(&self.root));
-        match listing.try_next().await {
-            Ok(found) => Ok(found.is_some()),
-            Err(source) => Err(self.store_error(&self.root, source)),
+        self.holds_files(&self.root).await
+    }
+
+    /// True when `folder` holds a file, at any depth, whose name does not start with `.`
+    /// (Hadoop's hidden files: HDFS's client leaves `.<name>.tmp.<n>` behind when a create
+    /// fails half-way). Looks one level at a time, depth first, `_`-folders (a commit log, bad
+    /// records) last: a table with data answers from its own level. A recursive listing would
+    /// list, and on a local disk `statx`, up to a thousand entries before it yields the first.
+    pub async fn holds_files(&self, folder: &Path) -> Result<bool, SinkError> {
+        let mut pending = vec![folder.clone()];
+        while let Some(folder) = pending.pop() {
+            let level = self
+                .store
+                .list_with_delimiter(Some(&folder))
+                .await
+                .map_err(|source| self.store_error(&folder, source))?;
+            let visible = |o: &object_store::ObjectMeta| {
+                !o.location.filename().is_some_and(|f| f.starts_with('.'))
+            };
+            if level.objects.iter().any(visible) {
+                return Ok(true);
+            }
+            // Popped from the end: `_`-folders go in first, so they are looked at last.
+            let mut subfolders = level.common_prefixes;
+            subfolders.sort_by_key(|p| !p.filename().is_some_and(|f| f.starts_with('_')));
+            pending.extend(subfolders);
         }
+        Ok(false)
     }
 
     /// Names of the tables under the root: every folder except hidden and staging ones.
