@@ -12,10 +12,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Date32Array};
 use arrow::compute::cast;
-use arrow::datatypes::{
-    DataType, Int64Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType,
-};
+use arrow::datatypes::{DataType, Int64Type, TimeUnit};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, ExprSchema, Result, ScalarValue, utils::take_function_args};
 use datafusion::logical_expr::expr::{Cast, ScalarFunction};
@@ -141,22 +138,9 @@ pub fn utc_date(array: &ArrayRef) -> Result<ArrayRef> {
             TimeUnit::Microsecond => 1_000_000,
             TimeUnit::Nanosecond => 1_000_000_000,
         };
-    // Every unit is an i64 count since the epoch: read the values as such.
-    let values = match unit {
-        TimeUnit::Second => array
-            .as_primitive::<TimestampSecondType>()
-            .reinterpret_cast(),
-        TimeUnit::Millisecond => array
-            .as_primitive::<TimestampMillisecondType>()
-            .reinterpret_cast(),
-        TimeUnit::Microsecond => array
-            .as_primitive::<TimestampMicrosecondType>()
-            .reinterpret_cast(),
-        TimeUnit::Nanosecond => array
-            .as_primitive::<TimestampNanosecondType>()
-            .reinterpret_cast(),
-    };
-    let values: &arrow::array::PrimitiveArray<Int64Type> = &values;
+    // Every unit is an i64 count since the epoch: Arrow's cast to Int64 reinterprets it.
+    let values = cast(array, &DataType::Int64)?;
+    let values = values.as_primitive::<Int64Type>();
     let fast = values
         .iter()
         .flatten()
