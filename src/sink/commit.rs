@@ -180,6 +180,30 @@ struct SuccessMarker {
     version: u64,
 }
 
+/// The kinds of entry in a table's log folder, by file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// `<version>.json`
+    Commit,
+    /// `<version>.published`
+    Published,
+    /// `<version>.checkpoint.json`
+    Checkpoint,
+}
+
+/// The version and kind of the log entry named `name`; `None` for any other file (the
+/// pointer, a hidden temp file).
+fn log_entry(name: &str) -> Option<(u64, Entry)> {
+    let (version, entry) = if let Some(v) = name.strip_suffix(".checkpoint.json") {
+        (v, Entry::Checkpoint)
+    } else if let Some(v) = name.strip_suffix(".json") {
+        (v, Entry::Commit)
+    } else {
+        (name.strip_suffix(".published")?, Entry::Published)
+    };
+    Some((version.parse().ok()?, entry))
+}
+
 /// What `_last_checkpoint` holds.
 #[derive(Debug, Serialize, Deserialize)]
 struct CheckpointPointer {
@@ -291,10 +315,7 @@ impl TableLog {
         let entries = match from {
             // Every entry of version `from` sorts after its bare zero-padded number.
             Some(from) => {
-                let offset = self
-                    .warehouse
-                    .path(&format!("{}/{LOG_DIR}/{from:020}", self.table));
-                store.list_with_offset(Some(&folder), &offset)
+                store.list_with_offset(Some(&folder), &folder.clone().join(format!("{from:020}")))
             }
             None => store.list(Some(&folder)),
         };
@@ -306,17 +327,16 @@ impl TableLog {
             partial: from.is_some(),
             ..Listing::default()
         };
-        // A store that ignores the offset (some S3-compatible servers) lists older entries too.
-        let wanted = |v: &u64| from.is_none_or(|from| *v >= from);
-        for name in objects.iter().filter_map(|o| o.location.filename()) {
-            if let Some(v) = name.strip_suffix(".checkpoint.json") {
-                listing
-                    .checkpoints
-                    .extend(v.parse::<u64>().ok().filter(wanted));
-            } else if let Some(v) = name.strip_suffix(".json") {
-                listing
-                    .versions
-                    .extend(v.parse::<u64>().ok().filter(wanted));
+        let entries = objects
+            .iter()
+            .filter_map(|o| log_entry(o.location.filename()?))
+            // A store that ignores the offset (some S3-compatible servers) lists older ones too.
+            .filter(|&(v, _)| from.is_none_or(|from| v >= from));
+        for (v, entry) in entries {
+            match entry {
+                Entry::Commit => listing.versions.push(v),
+                Entry::Checkpoint => listing.checkpoints.push(v),
+                Entry::Published => {}
             }
         }
         listing.versions.sort_unstable();
@@ -518,17 +538,12 @@ impl TableLog {
                 return;
             }
         };
-        let version_of = |name: &str| {
-            [".checkpoint.json", ".json", ".published"]
-                .iter()
-                .find_map(|suffix| name.strip_suffix(suffix))
-                .and_then(|v| v.parse::<u64>().ok())
-        };
+        let entry_of = |o: &object_store::ObjectMeta| log_entry(o.location.filename()?);
         let Some(previous) = objects
             .iter()
-            .filter_map(|o| o.location.filename()?.strip_suffix(".checkpoint.json"))
-            .filter_map(|v| v.parse::<u64>().ok())
-            .filter(|&v| v < checkpoint)
+            .filter_map(entry_of)
+            .filter(|&(v, entry)| entry == Entry::Checkpoint && v < checkpoint)
+            .map(|(v, _)| v)
             .max()
         else {
             return;
@@ -548,10 +563,7 @@ impl TableLog {
         let expired: Vec<Path> = objects
             .into_iter()
             .filter(|o| {
-                o.location
-                    .filename()
-                    .and_then(version_of)
-                    .is_some_and(|v| v < previous)
+                entry_of(o).is_some_and(|(v, _)| v < previous)
                     && o.last_modified.timestamp_millis() <= cutoff
             })
             .map(|o| o.location)

@@ -215,6 +215,9 @@ impl Warehouse {
     /// records) last: a table with data answers from its own level. A recursive listing would
     /// list, and on a local disk `statx`, up to a thousand entries before it yields the first.
     pub async fn holds_files(&self, folder: &Path) -> Result<bool, SinkError> {
+        let visible = |o: &object_store::ObjectMeta| {
+            !o.location.filename().is_some_and(|f| f.starts_with('.'))
+        };
         let mut pending = vec![folder.clone()];
         while let Some(folder) = pending.pop() {
             let level = self
@@ -222,9 +225,6 @@ impl Warehouse {
                 .list_with_delimiter(Some(&folder))
                 .await
                 .map_err(|source| self.store_error(&folder, source))?;
-            let visible = |o: &object_store::ObjectMeta| {
-                !o.location.filename().is_some_and(|f| f.starts_with('.'))
-            };
             if level.objects.iter().any(visible) {
                 return Ok(true);
             }
