@@ -9,7 +9,9 @@
 //!   would change it, every output's staged files are discarded and the run reads again,
 //!   spilling, and decodes with the whole read's schema (the table a two-pass read gives).
 //! - [`fanout`]: one decoded stream into a bounded channel per output.
-//! - here: the outputs (their tables, what each already holds, its query and its commit).
+//! - here: the outputs (their tables, what each already holds, its query and its commit). The
+//!   unpartitioned tables of a run share the column chunks they encode from the same arrays
+//!   (`sink::shared`); their queries then run as one stream each, in the read's order.
 //!
 //! Exactly-once per output: with `--incremental`, the read starts at the smallest offset any
 //! output has not committed ([`read_start`]), and each output takes only the offsets above
@@ -440,6 +442,17 @@ async fn write_all(
             return (outputs, Err(error));
         }
     };
+    // The unpartitioned tables encode each column they write alike once (`sink::shared`); their
+    // queries run as one stream each, so every table sees the batches in the read's order.
+    let shared =
+        sink::shared::SharedChunks::new(outputs.iter().filter(|o| !o.table.partitioned()).count());
+    let mut outputs = outputs;
+    for output in &mut outputs {
+        if !output.table.partitioned() {
+            output.table.share_columns(shared.clone());
+        }
+    }
+    let one_stream = shared.is_some();
     let (opens, pump) = fanout::fan_out(open, Arc::clone(&schema), outputs.len());
     let pump = tokio::spawn(pump);
     let stop = cancel.child_token();
@@ -461,6 +474,7 @@ async fn write_all(
                     &mut output.table,
                     schema,
                     open,
+                    one_stream,
                     &output.spinner,
                     &stop,
                 )
@@ -487,6 +501,12 @@ async fn write_all(
         }
     }
     stop.cancel();
+    if let Some(shared) = &shared {
+        tracing::info!(
+            chunks = shared.taken(),
+            "column chunks copied from another table instead of encoded again"
+        );
+    }
     if let Err(source) = pump.await {
         errors.push(Error::Task {
             task: "fan-out".into(),
@@ -577,6 +597,11 @@ fn above(
             Some(offsets.value(row) >= held)
         })
         .collect();
+    // Kept whole, the batch keeps its arrays: the tables of a run share what they encode of
+    // the same arrays (`sink::shared`).
+    if keep.true_count() == batch.num_rows() {
+        return Ok(batch.clone());
+    }
     filter_record_batch(batch, &keep)
 }
 
@@ -586,10 +611,15 @@ async fn write_events(
     table: &mut sink::TableRun,
     schema: arrow::datatypes::SchemaRef,
     open: OpenStream,
+    one_stream: bool,
     spinner: &Spinner,
     cancel: &CancellationToken,
 ) -> Result<()> {
-    let ctx = session::new_context();
+    let ctx = if one_stream {
+        session::new_context_with_partitions(1)
+    } else {
+        session::new_context()
+    };
     session::register_stream(&ctx, "events", schema, open)?;
     let frame = job.query.plan(&ctx).await?;
     let stream = frame

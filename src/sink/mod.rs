@@ -8,6 +8,7 @@ pub mod durable;
 pub mod partition;
 pub mod read_only;
 pub mod schema;
+pub mod shared;
 pub mod sorted;
 pub mod store;
 pub mod writer;
@@ -164,6 +165,8 @@ pub struct TableRun {
     bad_unclosed: Unclosed,
     /// The table's schema after this run, and how the run changed it (set by `write`).
     reconciled: Option<schema::Reconciled>,
+    /// Encoded columns shared with the run's other unpartitioned tables.
+    shared: Option<Arc<shared::SharedChunks>>,
 }
 
 impl TableRun {
@@ -206,6 +209,7 @@ impl TableRun {
             table_unclosed: Unclosed::default(),
             bad_unclosed: Unclosed::default(),
             reconciled: None,
+            shared: None,
         }))
     }
 
@@ -213,6 +217,16 @@ impl TableRun {
     /// bnetl): which offsets it holds is unknown.
     pub fn untracked(&self) -> bool {
         self.untracked
+    }
+
+    /// True when the table is Hive-partitioned.
+    pub fn partitioned(&self) -> bool {
+        !self.spec.partition_by.is_empty()
+    }
+
+    /// Shares encoded columns with the run's other unpartitioned tables (see [`shared`]).
+    pub fn share_columns(&mut self, shared: Option<Arc<shared::SharedChunks>>) {
+        self.shared = shared;
     }
 
     /// The version this run builds on, if the table has one.
@@ -273,6 +287,7 @@ impl TableRun {
             &written_schema,
             batches,
             self.needs_schema_file(),
+            self.shared.clone(),
             on_rows,
             cancel,
         )
@@ -320,6 +335,7 @@ impl TableRun {
             &schema,
             batches,
             self.needs_schema_file(),
+            None,
             |_| (),
             cancel,
         )
@@ -484,6 +500,7 @@ async fn stage<S, E>(
     schema: &SchemaRef,
     mut batches: S,
     schema_file: bool,
+    shared: Option<Arc<shared::SharedChunks>>,
     on_rows: impl Fn(u64),
     cancel: &CancellationToken,
 ) -> Result<(writer::WrittenFiles, Unclosed), SinkError>
@@ -499,7 +516,8 @@ where
         schema,
         spec.partition_by.clone(),
         spec.roll,
-    )?;
+    )?
+    .share(shared);
     let cancelled = || SinkError::Cancelled {
         table: spec.name.clone(),
     };

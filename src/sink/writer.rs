@@ -22,10 +22,17 @@ use parquet::schema::types::ColumnPath;
 
 use super::SinkError;
 use super::partition::{PartitionKey, data_schema, hive_path, split_by_partition};
+use super::shared::{SharedChunks, SharingWriter};
 
 /// Rows per Parquet row group: large enough for good compression and scans, small enough that
 /// the encoder's buffers stay a few tens of MB.
 const ROW_GROUP_ROWS: usize = 256 * 1024;
+
+/// Rows per row group of a file that shares encoded columns with the run's other tables
+/// ([`super::shared`]): its row groups are encoded once full, so smaller ones start the
+/// encoding sooner and hold fewer batches (1M events: 0.66 s against 0.73 s for the same
+/// tables written alone with 256K rows, and 0.79 s alone with 64K; 193 MB peak against 169).
+const SHARED_ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// Columns of the events whose values are (nearly) unique per row.
 const UNIQUE_PER_ROW: [&str; 2] = ["offset", "timestamp"];
@@ -77,8 +84,52 @@ impl RollPolicy {
     }
 }
 
+/// A Parquet file being written: on its own, or sharing encoded columns with the run's other
+/// tables ([`super::shared`]).
+enum FileWriter {
+    Alone(AsyncArrowWriter<BufWriter>),
+    Sharing(SharingWriter),
+}
+
+impl FileWriter {
+    async fn write(&mut self, batch: &RecordBatch) -> parquet::errors::Result<()> {
+        match self {
+            FileWriter::Alone(w) => w.write(batch).await,
+            FileWriter::Sharing(w) => w.write(batch).await,
+        }
+    }
+
+    async fn flush(&mut self) -> parquet::errors::Result<()> {
+        match self {
+            FileWriter::Alone(w) => w.flush().await,
+            FileWriter::Sharing(w) => w.flush().await,
+        }
+    }
+
+    async fn close(self) -> parquet::errors::Result<()> {
+        match self {
+            FileWriter::Alone(w) => w.close().await.map(|_| ()),
+            FileWriter::Sharing(w) => w.close().await,
+        }
+    }
+
+    fn in_progress_size(&self) -> usize {
+        match self {
+            FileWriter::Alone(w) => w.in_progress_size(),
+            FileWriter::Sharing(w) => w.in_progress_size(),
+        }
+    }
+
+    fn bytes_written(&self) -> usize {
+        match self {
+            FileWriter::Alone(w) => w.bytes_written(),
+            FileWriter::Sharing(w) => w.bytes_written(),
+        }
+    }
+}
+
 struct OpenFile {
-    writer: AsyncArrowWriter<BufWriter>,
+    writer: FileWriter,
     /// Where it is written, as errors show it.
     shown: String,
     rows: u64,
@@ -116,6 +167,8 @@ pub struct PartitionedWriter {
     next_seq: u32,
     files: Vec<Path>,
     rows: u64,
+    /// Column chunks shared with the run's other tables, for an unpartitioned table.
+    shared: Option<Arc<SharedChunks>>,
 }
 
 impl PartitionedWriter {
@@ -152,7 +205,15 @@ impl PartitionedWriter {
             next_seq: 0,
             files: Vec::new(),
             rows: 0,
+            shared: None,
         })
+    }
+
+    /// Shares encoded columns with the run's other tables through `shared` (an unpartitioned
+    /// table only: a partitioned one writes alone).
+    pub fn share(mut self, shared: Option<Arc<SharedChunks>>) -> Self {
+        self.shared = shared.filter(|_| self.partition_by.is_empty());
+        self
     }
 
     /// Writes one batch, rolling files as the policy says, unless it would open more files
@@ -253,7 +314,6 @@ impl PartitionedWriter {
             file.writer
                 .close()
                 .await
-                .map(|_| ())
                 .map_err(parquet_error(&file.shown))
         }));
         while self.closing.len() > MAX_CLOSING {
@@ -282,7 +342,11 @@ impl PartitionedWriter {
         let path = path.join(name);
         let mut props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_max_row_group_row_count(Some(if self.shared.is_some() {
+                SHARED_ROW_GROUP_ROWS
+            } else {
+                ROW_GROUP_ROWS
+            }))
             .set_created_by(format!("bnetl version {}", env!("CARGO_PKG_VERSION")));
         // A Kafka offset (and mostly its timestamp) differs on every row: a dictionary of them
         // is built only to be abandoned at its size limit. Written plain from the start.
@@ -294,8 +358,13 @@ impl PartitionedWriter {
         let props = props.build();
         let object = BufWriter::new(Arc::clone(&self.store), path.clone());
         let shown = format!("{}{path}", self.display_root);
-        let writer = AsyncArrowWriter::try_new(object, Arc::clone(&self.data_schema), Some(props))
-            .map_err(parquet_error(&shown))?;
+        let schema = Arc::clone(&self.data_schema);
+        let writer = match &self.shared {
+            Some(shared) => SharingWriter::try_new(object, schema, props, Arc::clone(shared))
+                .map(FileWriter::Sharing),
+            None => AsyncArrowWriter::try_new(object, schema, Some(props)).map(FileWriter::Alone),
+        }
+        .map_err(parquet_error(&shown))?;
         self.files.push(path);
         Ok(OpenFile {
             writer,
@@ -340,7 +409,7 @@ impl PartitionedWriter {
 #[derive(Default)]
 pub struct Unclosed {
     /// Each file as errors show it, and its writer.
-    open: Vec<(String, AsyncArrowWriter<BufWriter>)>,
+    open: Vec<(String, FileWriter)>,
     closing: FuturesUnordered<Closing>,
 }
 

@@ -25,7 +25,14 @@ use crate::sink::{SinkError, TableLog, Warehouse};
 /// `"User-Agent"`. Casts of UTC timestamps to dates are computed by division
 /// ([`super::utc_date`]).
 pub fn new_context() -> SessionContext {
+    new_context_with_partitions(SessionConfig::new().target_partitions())
+}
+
+/// [`new_context`] whose plans run as `partitions` streams (1: in their input's order, on one
+/// thread).
+pub fn new_context_with_partitions(partitions: usize) -> SessionContext {
     let config = SessionConfig::new()
+        .with_target_partitions(partitions)
         .with_information_schema(true)
         .set_bool("datafusion.sql_parser.enable_ident_normalization", false)
         .set_bool("datafusion.execution.parquet.pushdown_filters", true);
