@@ -429,7 +429,7 @@ fn take(held: &Mutex<Vec<Output>>) -> Vec<Output> {
 /// its table, the outputs in parallel tasks; the outputs come back, with the first output
 /// error (it stops the others) or success.
 async fn write_all(
-    outputs: Vec<Output>,
+    mut outputs: Vec<Output>,
     schema: SchemaRef,
     open: OpenStream,
     cancel: CancellationToken,
@@ -446,11 +446,8 @@ async fn write_all(
     // queries run as one stream each, so every table sees the batches in the read's order.
     let shared =
         sink::shared::SharedChunks::new(outputs.iter().filter(|o| !o.table.partitioned()).count());
-    let mut outputs = outputs;
-    for output in &mut outputs {
-        if !output.table.partitioned() {
-            output.table.share_columns(shared.clone());
-        }
+    for output in outputs.iter_mut().filter(|o| !o.table.partitioned()) {
+        output.table.share_columns(shared.clone());
     }
     let one_stream = shared.is_some();
     let (opens, pump) = fanout::fan_out(open, Arc::clone(&schema), outputs.len());

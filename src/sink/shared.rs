@@ -62,25 +62,35 @@ impl EncodedChunk {
             .map(|p| i64::from(p.compressed_page_size))
             .sum();
         let dictionary_len = usize::try_from(close.metadata.compressed_size() - data).ok()?;
-        let mut put = BytesMut::with_capacity(total);
-        for page in &pages {
-            put.extend_from_slice(page);
-        }
-        if put.len() != total {
-            return None;
-        }
-        let bytes = match close.metadata.dictionary_page_offset() {
+        // The dictionary page's blobs (header, data) are where the dictionary page offset says.
+        let dictionary = match close.metadata.dictionary_page_offset() {
             Some(at) if dictionary_len > 0 => {
                 let at = usize::try_from(at).ok()?;
-                let end = at.checked_add(dictionary_len).filter(|&e| e <= total)?;
-                let mut moved = BytesMut::with_capacity(total);
-                moved.extend_from_slice(&put[at..end]);
-                moved.extend_from_slice(&put[..at]);
-                moved.extend_from_slice(&put[end..]);
-                moved.freeze()
+                at..at.checked_add(dictionary_len)?
             }
-            _ => put.freeze(),
+            _ => 0..0,
         };
+        let mut bytes = BytesMut::with_capacity(total);
+        let mut data_pages = Vec::with_capacity(pages.len());
+        let mut offset = 0;
+        for page in &pages {
+            if dictionary.contains(&offset) {
+                bytes.extend_from_slice(page);
+            } else {
+                data_pages.push(page);
+            }
+            offset += page.len();
+        }
+        if bytes.len() != dictionary.len() {
+            return None;
+        }
+        for page in data_pages {
+            bytes.extend_from_slice(page);
+        }
+        if bytes.len() != total {
+            return None;
+        }
+        let bytes = bytes.freeze();
         let close = close.update_dictionary_location(dictionary_len).ok()?;
         Some(EncodedChunk { bytes, close })
     }
