@@ -30,8 +30,10 @@ const ROW_GROUP_ROWS: usize = 256 * 1024;
 
 /// Rows per row group of a file that shares encoded columns with the run's other tables
 /// ([`super::shared`]): its row groups are encoded once full, so smaller ones start the
-/// encoding sooner and hold fewer batches (1M events: 0.66 s against 0.73 s for the same
-/// tables written alone with 256K rows, and 0.79 s alone with 64K; 193 MB peak against 169).
+/// encoding sooner and hold fewer batches. With 256K rows the encoders idled while the first
+/// row group filled and the run took as long as writing alone; with 64K, 1M events: 0.738 s
+/// against 0.906 s for the tables written alone with 256K rows and 0.905 s alone with 64K
+/// (hyperfine medians of 25).
 const SHARED_ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// Columns of the events whose values are (nearly) unique per row.
