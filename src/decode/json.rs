@@ -3,7 +3,8 @@
 //! [`scan`] validates each message, feeds [`SchemaInference`] and keeps the bad ones aside;
 //! [`EventDecoder`] builds the columns of a schema, and [`EventDecoder::decode_checked`] does
 //! both at once, recording in a [`Conformance`] whether inference would still give that schema.
-//! All use [`parse_object`], so a message is bad in one exactly when it is bad in the others.
+//! All use [`parse_object`], so a message is bad in one exactly when it is bad in the others;
+//! it reads the common flat objects itself and leaves the rest to serde_json.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -43,12 +44,16 @@ impl FieldOrder {
     }
 }
 
-/// Parses `value` as one JSON object and calls `on_field` for each top-level field, in order
-/// (a repeated key is reported again; the decoder keeps the last, as Python's `json` does).
-/// Returns why the message is not an event otherwise.
+/// Parses `value` as one JSON object and calls `on_field` for each top-level field with its
+/// value's raw JSON text, in order (a repeated key is reported again; the decoder keeps the
+/// last, as Python's `json` does). Returns why the message is not an event otherwise.
+///
+/// A flat object whose keys and strings have no escapes (the game API's events) is read by
+/// [`flat_fields`]; anything else, errors included, by serde_json, so both give the same
+/// fields and the same errors.
 pub fn parse_object<'a>(
     value: Option<&'a [u8]>,
-    mut on_field: impl FnMut(Cow<'a, str>, &'a RawValue),
+    mut on_field: impl FnMut(Cow<'a, str>, &'a str),
 ) -> Result<(), String> {
     let bytes = match value {
         None => return Err("null value (tombstone)".to_owned()),
@@ -57,6 +62,13 @@ pub fn parse_object<'a>(
     };
     let text = std::str::from_utf8(bytes)
         .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
+    let mut spans = [FieldSpan::default(); FLAT_FIELDS];
+    if let Some(fields) = flat_fields(text.as_bytes(), &mut spans) {
+        for span in &spans[..fields] {
+            on_field(Cow::Borrowed(&text[span.name()]), &text[span.value()]);
+        }
+        return Ok(());
+    }
     let mut de = serde_json::Deserializer::from_str(text);
     ObjectFields(&mut on_field)
         .deserialize(&mut de)
@@ -64,9 +76,150 @@ pub fn parse_object<'a>(
         .map_err(|e| format!("not a JSON object: {e}"))
 }
 
+/// Most fields [`flat_fields`] reads in one object; an object with more goes to serde_json.
+const FLAT_FIELDS: usize = 24;
+
+/// Where a field's name (without its quotes) and its value's raw text are in the message.
+#[derive(Debug, Default, Clone, Copy)]
+struct FieldSpan {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+impl FieldSpan {
+    fn name(&self) -> std::ops::Range<usize> {
+        self.name.0 as usize..self.name.1 as usize
+    }
+
+    fn value(&self) -> std::ops::Range<usize> {
+        self.value.0 as usize..self.value.1 as usize
+    }
+}
+
+/// The fields of `json` when it is a JSON object whose values are strings, numbers, `true`,
+/// `false` or `null`, whose keys and strings hold no escape and no control character, with
+/// at most [`FLAT_FIELDS`] fields: their number, with their spans in `spans`. None for
+/// anything else (nested values, escapes, every error), which serde_json then reads. What
+/// this accepts is valid JSON, read as serde_json reads it (a differential test holds it).
+fn flat_fields(json: &[u8], spans: &mut [FieldSpan; FLAT_FIELDS]) -> Option<usize> {
+    if json.len() > u32::MAX as usize {
+        return None;
+    }
+    let at = |i: usize| json.get(i).copied();
+    let mut i = skip_whitespace(json, 0);
+    if at(i)? != b'{' {
+        return None;
+    }
+    i = skip_whitespace(json, i + 1);
+    let mut fields = 0;
+    if at(i)? == b'}' {
+        i += 1;
+    } else {
+        loop {
+            if fields == FLAT_FIELDS || at(i)? != b'"' {
+                return None;
+            }
+            let name_end = string_end(json, i + 1)?;
+            let name = (i as u32 + 1, name_end as u32);
+            i = skip_whitespace(json, name_end + 1);
+            if at(i)? != b':' {
+                return None;
+            }
+            i = skip_whitespace(json, i + 1);
+            let start = i;
+            i = match at(i)? {
+                b'"' => string_end(json, i + 1)? + 1,
+                b't' => literal_end(json, i, b"true")?,
+                b'f' => literal_end(json, i, b"false")?,
+                b'n' => literal_end(json, i, b"null")?,
+                b'-' | b'0'..=b'9' => number_end(json, i)?,
+                _ => return None,
+            };
+            spans[fields] = FieldSpan {
+                name,
+                value: (start as u32, i as u32),
+            };
+            fields += 1;
+            i = skip_whitespace(json, i);
+            match at(i)? {
+                b',' => i = skip_whitespace(json, i + 1),
+                b'}' => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    (skip_whitespace(json, i) == json.len()).then_some(fields)
+}
+
+/// The first position from `i` that is not JSON whitespace.
+fn skip_whitespace(json: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = json.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The position of the quote closing a string whose text starts at `i`, when the text has no
+/// escape and no control character before it.
+fn string_end(json: &[u8], i: usize) -> Option<usize> {
+    let rest = json.get(i..)?;
+    let stop = rest
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    (rest[stop] == b'"').then_some(i + stop)
+}
+
+/// The position after `literal` at `i`.
+fn literal_end(json: &[u8], i: usize, literal: &[u8]) -> Option<usize> {
+    json.get(i..)?
+        .starts_with(literal)
+        .then_some(i + literal.len())
+}
+
+/// The position after the JSON number at `i` (`-`, then `0` or digits not starting with `0`,
+/// then an optional fraction and exponent, each with at least one digit).
+fn number_end(json: &[u8], mut i: usize) -> Option<usize> {
+    let digits = |mut i: usize| {
+        while json.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    };
+    if json.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    i = match json.get(i)? {
+        b'0' => i + 1,
+        b'1'..=b'9' => digits(i + 1),
+        _ => return None,
+    };
+    if json.get(i) == Some(&b'.') {
+        let end = digits(i + 1);
+        if end == i + 1 {
+            return None;
+        }
+        i = end;
+    }
+    if let Some(b'e' | b'E') = json.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = json.get(i) {
+            i += 1;
+        }
+        let end = digits(i);
+        if end == i {
+            return None;
+        }
+        i = end;
+    }
+    Some(i)
+}
+
 struct ObjectFields<'f, F>(&'f mut F);
 
-impl<'de, F: FnMut(Cow<'de, str>, &'de RawValue)> DeserializeSeed<'de> for ObjectFields<'_, F> {
+impl<'de, F: FnMut(Cow<'de, str>, &'de str)> DeserializeSeed<'de> for ObjectFields<'_, F> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -74,7 +227,7 @@ impl<'de, F: FnMut(Cow<'de, str>, &'de RawValue)> DeserializeSeed<'de> for Objec
     }
 }
 
-impl<'de, F: FnMut(Cow<'de, str>, &'de RawValue)> Visitor<'de> for ObjectFields<'_, F> {
+impl<'de, F: FnMut(Cow<'de, str>, &'de str)> Visitor<'de> for ObjectFields<'_, F> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -84,7 +237,7 @@ impl<'de, F: FnMut(Cow<'de, str>, &'de RawValue)> Visitor<'de> for ObjectFields<
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(FieldName(name)) = map.next_key()? {
             let value: &'de RawValue = map.next_value()?;
-            (self.0)(name, value);
+            (self.0)(name, value.get());
         }
         Ok(())
     }
@@ -120,7 +273,7 @@ pub fn scan(messages: &[Message], inference: &mut SchemaInference) -> Vec<BadRec
     let mut bad = Vec::new();
     for message in messages {
         let parsed = parse_object(message.value.as_deref(), |name, value| {
-            inference.observe(&name, JsonKind::of_raw(value.get()));
+            inference.observe(&name, JsonKind::of_raw(value));
         });
         if let Err(error) = parsed {
             bad.push(BadRecord::new(message, error));
@@ -157,8 +310,8 @@ impl ColumnBuilder {
     /// Appends one raw JSON value (or null when absent). Returns false when the value does
     /// not fit the column's type (it is null there): a string for a number, a number for a
     /// boolean, a fraction for an integer. A string column takes anything.
-    fn append(&mut self, raw: Option<&RawValue>) -> bool {
-        let raw = raw.map(RawValue::get).filter(|r| *r != "null");
+    fn append(&mut self, raw: Option<&str>) -> bool {
+        let raw = raw.filter(|r| *r != "null");
         match self {
             ColumnBuilder::Utf8(b) => {
                 match raw {
@@ -206,7 +359,7 @@ impl ColumnBuilder {
 }
 
 /// A JSON object of rescued fields, each value as it was in the message.
-fn rescued_json(fields: &[(Cow<'_, str>, &RawValue)]) -> String {
+fn rescued_json(fields: &[(Cow<'_, str>, &str)]) -> String {
     let mut object = String::from("{");
     for (i, (name, value)) in fields.iter().enumerate() {
         if i > 0 {
@@ -214,7 +367,7 @@ fn rescued_json(fields: &[(Cow<'_, str>, &RawValue)]) -> String {
         }
         object.push_str(&serde_json::Value::String(name.to_string()).to_string());
         object.push(':');
-        object.push_str(value.get());
+        object.push_str(value);
     }
     object.push('}');
     object
@@ -404,13 +557,13 @@ impl EventDecoder {
         let mut metadata = MetadataColumns::new(rows, self.schema.include_headers());
         let rescues = self.schema.rescues();
         let mut rescued_column = rescues.then(|| StringBuilder::with_capacity(rows, 0));
-        let mut slots: Vec<Option<&RawValue>> = vec![None; columns.len()];
+        let mut slots: Vec<Option<&str>> = vec![None; columns.len()];
         // Events of one topic mostly list their fields in the same order: the column of the
         // k-th field of the previous event is tried first, by name, before the hash lookup.
         let mut order = FieldOrder::default();
         for message in messages {
             slots.iter_mut().for_each(|s| *s = None);
-            let mut rescued: Vec<(Cow<'_, str>, &RawValue)> = Vec::new();
+            let mut rescued: Vec<(Cow<'_, str>, &str)> = Vec::new();
             let mut seen = seen.as_deref_mut();
             let mut position = 0;
             let parsed = parse_object(message.value.as_deref(), |name, value| {
@@ -419,7 +572,7 @@ impl EventDecoder {
                 match (column, seen.as_deref_mut()) {
                     (Some(i), Some(seen)) => {
                         slots[i] = Some(value);
-                        seen.masks[i] |= JsonKind::of_raw(value.get()).bit();
+                        seen.masks[i] |= JsonKind::of_raw(value).bit();
                     }
                     (Some(i), None) => slots[i] = Some(value),
                     (None, seen) => {
@@ -511,6 +664,98 @@ mod tests {
             .iter()
             .map(|v| v.map(str::to_owned))
             .collect()
+    }
+
+    /// Fields as serde_json alone reads them (the path every message took before
+    /// [`flat_fields`]), or its error.
+    fn serde_fields(json: &[u8]) -> Result<Vec<(String, String)>, String> {
+        let text = std::str::from_utf8(json).map_err(|e| e.to_string())?;
+        let mut fields = Vec::new();
+        let mut de = serde_json::Deserializer::from_str(text);
+        ObjectFields(&mut |name: Cow<'_, str>, value: &str| {
+            fields.push((name.into_owned(), value.to_owned()))
+        })
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+        .map_err(|e| format!("not a JSON object: {e}"))?;
+        Ok(fields)
+    }
+
+    fn parsed_fields(json: &[u8]) -> Result<Vec<(String, String)>, String> {
+        let mut fields = Vec::new();
+        parse_object(Some(json), |name, value| {
+            fields.push((name.into_owned(), value.to_owned()))
+        })?;
+        Ok(fields)
+    }
+
+    #[test]
+    fn flat_objects_read_as_serde_json_reads_them() {
+        let seeds: &[&str] = &[
+            r#"{"Host": "user1.comcast.com", "event_type": "default", "Accept": "*/*"}"#,
+            r#" {"a":1,"b":-0.5e+3,"c":true,"d":false,"e":null,"f":"x","a":"again"} "#,
+            "{\t\"n\" :\r\n 10 , \"z\":0}",
+            r#"{}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":-}"#,
+            r#"{"a":"tab\there"}"#,
+            r#"{"\u0041":"b"}"#,
+            r#"{"a":{"b":1}}"#,
+            r#"{"a":[1,2]}"#,
+            r#"{"a":"b",}"#,
+            r#"{"a" "b"}"#,
+            r#"{"a":"b"}x"#,
+            r#"{"a":tru}"#,
+            r#"{"a":truex}"#,
+            r#"["a"]"#,
+            "{\"a\":\"\u{1}\"}",
+            r#"{"é":"ü"}"#,
+        ];
+        let alphabet = b" \t\"\\{}[]:,-+.0123456789eEtrufalsnx\x01";
+        let mut inputs: Vec<Vec<u8>> = seeds.iter().map(|s| s.as_bytes().to_vec()).collect();
+        let too_many: Vec<String> = (0..=FLAT_FIELDS).map(|i| format!("\"f{i}\":{i}")).collect();
+        inputs.push(format!("{{{}}}", too_many.join(",")).into_bytes());
+        for seed in seeds.iter().take(3) {
+            let seed = seed.as_bytes();
+            for i in 0..seed.len() {
+                let mut cut = seed.to_vec();
+                cut.remove(i);
+                inputs.push(cut);
+                for &b in alphabet {
+                    let mut changed = seed.to_vec();
+                    changed[i] = b;
+                    inputs.push(changed);
+                    let mut grown = seed.to_vec();
+                    grown.insert(i, b);
+                    inputs.push(grown);
+                }
+            }
+        }
+        let mut fast = 0;
+        for input in &inputs {
+            let mut spans = [FieldSpan::default(); FLAT_FIELDS];
+            if flat_fields(input, &mut spans).is_some() {
+                fast += 1;
+                assert!(
+                    serde_fields(input).is_ok(),
+                    "{:?}",
+                    String::from_utf8_lossy(input)
+                );
+            }
+            assert_eq!(
+                parsed_fields(input),
+                serde_fields(input),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        assert!(
+            fast > 1000,
+            "{fast} of {} read by flat_fields",
+            inputs.len()
+        );
     }
 
     #[test]
