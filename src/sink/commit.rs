@@ -67,6 +67,9 @@ pub const LOG_RETENTION_MS: i64 = ORPHAN_AGE_MS;
 /// checkpoint or commit the listing does not find, the whole log is listed.
 const LAST_CHECKPOINT: &str = "_last_checkpoint";
 
+/// Folders of a table listed at once when an overwrite looks for the files it replaces.
+const LISTINGS_AT_ONCE: usize = 8;
+
 /// Spark's save modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -960,23 +963,43 @@ impl TableLog {
         }
     }
 
-    /// Deletes every object under `folder` except `keep`, the commit log and `_SUCCESS`.
+    /// Deletes every object under `folder` except `keep`, the commit log and `_SUCCESS`. The
+    /// log is not listed: `folder`'s own entries are, then each of its other folders whole
+    /// (a few at a time), so an overwrite does not `statx` every version of a long log.
     async fn delete_except(&self, folder: &str, keep: &BTreeSet<Path>) -> Result<(), SinkError> {
         let store = self.warehouse.store();
         let prefix = self.warehouse.path(folder);
         let log = self.log_folder();
-        let stale: Vec<Path> = store
-            .list(Some(&prefix))
-            .map_ok(|o| o.location)
-            .try_filter(|p| {
-                let keep = keep.contains(p)
-                    || p.prefix_matches(&log)
-                    || p.filename() == Some(SUCCESS_MARKER);
-                futures::future::ready(!keep)
-            })
-            .try_collect()
+        let listed = |e| self.warehouse.store_error(&prefix, e);
+        let top = store
+            .list_with_delimiter(Some(&prefix))
             .await
-            .map_err(|e| self.warehouse.store_error(&prefix, e))?;
+            .map_err(listed)?;
+        let mut objects: Vec<Path> = top.objects.into_iter().map(|o| o.location).collect();
+        let nested: Vec<Vec<Path>> = futures::stream::iter(
+            top.common_prefixes
+                .into_iter()
+                .filter(|folder| !folder.prefix_matches(&log)),
+        )
+        .map(|folder| {
+            store
+                .list(Some(&folder))
+                .map_ok(|o| o.location)
+                .try_collect::<Vec<Path>>()
+        })
+        .buffer_unordered(LISTINGS_AT_ONCE)
+        .try_collect()
+        .await
+        .map_err(listed)?;
+        objects.extend(nested.into_iter().flatten());
+        let stale: Vec<Path> = objects
+            .into_iter()
+            .filter(|p| {
+                !(keep.contains(p)
+                    || p.prefix_matches(&log)
+                    || p.filename() == Some(SUCCESS_MARKER))
+            })
+            .collect();
         // Batched where the store can (S3's DeleteObjects takes 1000 keys a request).
         let paths = futures::stream::iter(stale.into_iter().map(Ok)).boxed();
         let mut deleted = store.delete_stream(paths);
