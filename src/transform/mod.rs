@@ -3,6 +3,7 @@
 pub mod outputs;
 pub mod queries;
 pub mod session;
+pub mod starts_with;
 pub mod utc_date;
 
 use datafusion::error::DataFusionError;

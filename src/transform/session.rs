@@ -23,7 +23,8 @@ use crate::sink::{SinkError, TableLog, Warehouse};
 /// Identifier normalization is off: `SELECT Host FROM gamer` finds the column `Host`, as the
 /// seed's Spark SQL did, instead of looking for `host`. Names with a dash are quoted:
 /// `"User-Agent"`. Casts of UTC timestamps to dates are computed by division
-/// ([`super::utc_date`]).
+/// ([`super::utc_date`]); `starts_with` with a prefix holding `_` or `%` is not run as a LIKE
+/// ([`super::starts_with`]).
 pub fn new_context() -> SessionContext {
     new_context_with_partitions(SessionConfig::new().target_partitions())
 }
@@ -38,6 +39,7 @@ pub fn new_context_with_partitions(partitions: usize) -> SessionContext {
         .set_bool("datafusion.execution.parquet.pushdown_filters", true);
     let ctx = SessionContext::new_with_config(config);
     ctx.add_optimizer_rule(Arc::new(super::utc_date::UtcDateCast));
+    ctx.register_udf(super::starts_with::StartsWith::udf());
     ctx
 }
 
