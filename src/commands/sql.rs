@@ -4,6 +4,7 @@
 //! saved to a file with `--output`. It only reads: statements that would write are refused
 //! (see [`crate::transform::queries`]).
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -18,7 +19,8 @@ use futures::StreamExt;
 use crate::cli::{OutputFormat, SqlArgs};
 use crate::decode::{self, SchemaInference};
 use crate::error::{Error, Result};
-use crate::pipeline::{self, pushdown};
+use crate::pipeline;
+use crate::pipeline::pushdown::{self, TopicScan};
 use crate::progress::Progress;
 use crate::settings::{ReadSettings, Settings};
 use crate::source::{self, OffsetRange};
@@ -66,24 +68,21 @@ fn needed_tables(ctx: &SessionContext, sql: &str) -> Needed {
     }
 }
 
-/// The offsets of the topic a statement over `events` reads: the read options' range,
-/// narrowed by the statement's conditions on `partition`, `offset` and `timestamp` (see
-/// [`pushdown`]).
-async fn topic_ranges(
+/// What a statement over `events` reads of the topic: the read options' range, narrowed by
+/// the statement's conditions on `partition`, `offset` and `timestamp`, and the columns its
+/// plan scans (None: all), so the others are not kept (see [`pushdown`]).
+async fn topic_read(
     settings: &Settings,
     read: &ReadSettings,
     ctx: &SessionContext,
     sql: &str,
-) -> Result<Vec<OffsetRange>> {
+) -> Result<(Vec<OffsetRange>, Option<BTreeSet<String>>)> {
     let (log, topic, bounds) = (
         settings.log.clone(),
         settings.topic.clone(),
         read.bounds.clone(),
     );
     let snapshot = pipeline::blocking(move || source::snapshot(&log, &topic, &bounds)).await??;
-    if !pushdown::may_narrow(sql) {
-        return Ok(snapshot.ranges);
-    }
     // The columns the statement is planned against: those of the first batch of the read.
     let (log, topic, ranges) = (
         settings.log.clone(),
@@ -100,9 +99,10 @@ async fn topic_ranges(
         .map(|()| inference.finish(include_headers).arrow())
     })
     .await??;
-    let narrowing = pushdown::narrowing(ctx, sql, TOPIC_TABLE, sample).await;
-    if narrowing.is_everything() {
-        return Ok(snapshot.ranges);
+    let TopicScan { narrowing, columns } =
+        pushdown::topic_scan(ctx, sql, TOPIC_TABLE, sample).await;
+    if narrowing.is_everything() || !pushdown::may_narrow(sql) {
+        return Ok((snapshot.ranges, columns));
     }
     let from_offsets = match narrowing.from_timestamp {
         Some(ts) => {
@@ -122,7 +122,7 @@ async fn topic_ranges(
         ?ranges,
         "the statement's conditions narrow the read"
     );
-    Ok(ranges)
+    Ok((ranges, columns))
 }
 
 /// Runs `args.query` over the warehouse (and the topic's `events`) and prints the result on
@@ -153,8 +153,10 @@ pub async fn run(
             )));
         }
         let read = ReadSettings::from_args(&args.read, &settings.topic)?;
-        let ranges = topic_ranges(settings, &read, &ctx, &args.query).await?;
-        let events = pipeline::read_events(settings, &read, &ranges, progress, cancel).await?;
+        let (ranges, columns) = topic_read(settings, &read, &ctx, &args.query).await?;
+        let events =
+            pipeline::read_events(settings, &read, &ranges, columns.as_ref(), progress, cancel)
+                .await?;
         tracing::info!(
             topic = settings.topic,
             messages = events.messages,

@@ -7,6 +7,8 @@
 //! `offset` compared with a number or `BETWEEN`, and `timestamp` from a lower bound (the first
 //! offset at or after it, as Kafka's offsets-for-times gives it). An upper bound on
 //! `timestamp` is not pushed down: producers' timestamps need not grow with the offset.
+//! The same plan gives the columns the statement reads ([`TopicScan::columns`]), so the
+//! decoded events keep only those.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -292,6 +294,37 @@ mod tests {
             .collect()
     }
 
+    #[tokio::test]
+    async fn a_statement_reads_only_the_columns_its_plan_scans() {
+        use arrow::datatypes::{Field, Schema};
+        let sample: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("event_type", DataType::Utf8, true),
+            Field::new("Host", DataType::Utf8, true),
+            Field::new("partition", DataType::Int32, true),
+            Field::new("offset", DataType::Int64, true),
+        ]));
+        let ctx = crate::transform::session::new_context();
+        let columns = |sql: &'static str| {
+            let (ctx, sample) = (ctx.clone(), Arc::clone(&sample));
+            async move { topic_scan(&ctx, sql, "events", sample).await.columns }
+        };
+        let set = |names: &[&str]| Some(names.iter().map(|n| n.to_string()).collect());
+        assert_eq!(
+            columns("SELECT event_type, COUNT(*) FROM events GROUP BY event_type").await,
+            set(&["event_type"])
+        );
+        assert_eq!(
+            columns("SELECT Host FROM events WHERE \"offset\" > 5").await,
+            set(&["Host", "offset"])
+        );
+        assert_eq!(columns("SELECT COUNT(*) FROM events").await, set(&[]));
+        let all = columns("SELECT * FROM events").await;
+        assert!(all.is_none() || all == set(&["event_type", "Host", "partition", "offset"]));
+        let twice = "SELECT a.Host FROM events a JOIN events b ON a.\"offset\" = b.\"offset\"";
+        assert_eq!(columns(twice).await, None);
+        assert_eq!(columns("SELECT nothing FROM events").await, None);
+    }
+
     #[test]
     fn partition_and_offset_conditions_narrow_the_ranges() {
         assert_eq!(
@@ -417,19 +450,28 @@ impl TableProvider for Probe {
     }
 }
 
-/// What `sql` says of the offsets of `table` (the topic's events, of columns `sample`) it can
-/// keep: planned against a stand-in, whose scan's conditions are read off the optimized plan.
-/// Everything when the statement scans the table more than once or does not plan (its real
-/// planning then says why).
-pub async fn narrowing(
+/// What a statement reads of the topic's events: the offsets it can keep, and its columns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicScan {
+    /// The offsets its conditions keep.
+    pub narrowing: Narrowing,
+    /// The columns it reads, by name (an empty set for `COUNT(*)`); None: every column.
+    pub columns: Option<BTreeSet<String>>,
+}
+
+/// What `sql` reads of `table` (the topic's events, of columns `sample`): planned against a
+/// stand-in, whose scan's conditions and projection are read off the optimized plan. Every
+/// offset and every column when the statement scans the table more than once or does not
+/// plan (its real planning then says why).
+pub async fn topic_scan(
     ctx: &SessionContext,
     sql: &str,
     table: &str,
     sample: SchemaRef,
-) -> Narrowing {
+) -> TopicScan {
     let probe = Arc::new(Probe { schema: sample });
     if ctx.register_table(table, probe).is_err() {
-        return Narrowing::default();
+        return TopicScan::default();
     }
     let planned = match ctx.sql(sql).await {
         Ok(frame) => frame.into_optimized_plan().ok(),
@@ -437,19 +479,29 @@ pub async fn narrowing(
     };
     let _ = ctx.deregister_table(table);
     let Some(plan) = planned else {
-        return Narrowing::default();
+        return TopicScan::default();
     };
     let mut scans = Vec::new();
     let _ = plan.apply(|node| {
         if let LogicalPlan::TableScan(scan) = node
             && scan.table_name.table() == table
         {
-            scans.push(scan.filters.clone());
+            let columns = scan.projection.as_ref().map(|_| {
+                scan.projected_schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect()
+            });
+            scans.push((scan.filters.clone(), columns));
         }
         Ok(TreeNodeRecursion::Continue)
     });
     match scans.as_slice() {
-        [filters] => Narrowing::from_filters(filters),
-        _ => Narrowing::default(),
+        [(filters, columns)] => TopicScan {
+            narrowing: Narrowing::from_filters(filters),
+            columns: columns.clone(),
+        },
+        _ => TopicScan::default(),
     }
 }

@@ -4,6 +4,7 @@
 //! message for a second pass ([`read_spilled`], [`decode_spill`]); and the `events` table of
 //! `bnetl sql` ([`read_events`]).
 
+use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -289,11 +290,14 @@ pub(super) async fn read_spilled(topic: TopicRead<'_>) -> Result<(Scan, SchemaRe
 /// Reads `ranges` of the topic once and returns its events for a query, decoded once into a
 /// temp Arrow IPC file that every scan replays: while reading, with the first batch's schema
 /// (or the declared one); when a later batch would change that schema, read again, spilling,
-/// and decoded with the whole read's schema on each scan. Writes nothing but temp files.
+/// and decoded with the whole read's schema on each scan. With `columns` (those a statement's
+/// plan scans), the events keep only those: the others are decoded (a message is checked
+/// whole) but not written to the file. Writes nothing but temp files.
 pub async fn read_events(
     settings: &Settings,
     read: &crate::settings::ReadSettings,
     ranges: &[OffsetRange],
+    columns: Option<&BTreeSet<String>>,
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<TopicEvents> {
@@ -307,10 +311,13 @@ pub async fn read_events(
         cancel,
         decode_threads: per_core(),
     };
+    let kept = columns.cloned();
     let (scan, outcome) = super::speculate::speculate(topic, move |schema, open| async move {
         let schema = schema.arrow();
+        let projection = Projection::of(&schema, kept.as_ref());
+        let kept_schema = projection.schema(&schema)?;
         let (file, mut writer) =
-            temp_ipc::create("bnetl-events-", "the decoded events file", &schema)
+            temp_ipc::create("bnetl-events-", "the decoded events file", &kept_schema)
                 .map_err(from_temp_ipc)?;
         let mut stream = open();
         while let Some(batch) = stream.next().await {
@@ -319,14 +326,14 @@ pub async fn read_events(
                 source,
             })?;
             writer
-                .write(&batch)
+                .write(&projection.batch(batch)?)
                 .map_err(Error::arrow("write the decoded events file"))?;
         }
         writer
             .finish()
             .map_err(Error::arrow("finish the decoded events file"))?;
         if let Ok(mut slot) = slot.lock() {
-            *slot = Some((schema, file));
+            *slot = Some((kept_schema, file));
         }
         Ok(())
     })
@@ -344,12 +351,78 @@ pub async fn read_events(
         "the decode while reading is not usable (a batch changed the inferred schema): reading again to decode with the whole schema"
     );
     let (scan, schema, open) = read_spilled(topic).await?;
+    let projection = Projection::of(&schema, columns);
+    let kept_schema = projection.schema(&schema)?;
+    let open: OpenStream = if projection.0.is_none() {
+        open
+    } else {
+        let (projection, stream_schema) = (Arc::new(projection), Arc::clone(&kept_schema));
+        Arc::new(move || {
+            let projection = Arc::clone(&projection);
+            let batches = open().map(move |batch| {
+                batch.and_then(|b| {
+                    projection
+                        .batch(b)
+                        .map_err(|e| DataFusionError::External(Box::new(e)))
+                })
+            });
+            Box::pin(RecordBatchStreamAdapter::new(
+                Arc::clone(&stream_schema),
+                batches,
+            ))
+        })
+    };
     Ok(TopicEvents {
-        schema,
+        schema: kept_schema,
         open,
         messages: scan.messages,
         bad_records: scan.bad.count(),
     })
+}
+
+/// The positions of the decoded columns a statement reads (None: all of them).
+struct Projection(Option<Vec<usize>>);
+
+impl Projection {
+    /// The columns of `schema` named in `columns`, in the schema's order; `partition` alone
+    /// when the statement reads none (`COUNT(*)`: the rows still count).
+    fn of(schema: &arrow::datatypes::Schema, columns: Option<&BTreeSet<String>>) -> Self {
+        let Some(columns) = columns else {
+            return Projection(None);
+        };
+        let mut kept: Vec<usize> = (0..schema.fields().len())
+            .filter(|&i| columns.contains(schema.field(i).name()))
+            .collect();
+        if kept.is_empty()
+            && let Ok(partition) = schema.index_of("partition")
+        {
+            kept.push(partition);
+        }
+        if kept.is_empty() || kept.len() == schema.fields().len() {
+            return Projection(None);
+        }
+        Projection(Some(kept))
+    }
+
+    fn schema(&self, schema: &SchemaRef) -> Result<SchemaRef> {
+        match &self.0 {
+            None => Ok(Arc::clone(schema)),
+            Some(kept) => Ok(Arc::new(
+                schema
+                    .project(kept)
+                    .map_err(Error::arrow("keep the statement's columns"))?,
+            )),
+        }
+    }
+
+    fn batch(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        match &self.0 {
+            None => Ok(batch),
+            Some(kept) => batch
+                .project(kept)
+                .map_err(Error::arrow("keep the statement's columns")),
+        }
+    }
 }
 
 fn from_temp_ipc(e: temp_ipc::TempIpcError) -> Error {
