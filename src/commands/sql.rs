@@ -101,7 +101,7 @@ async fn topic_read(
     .await??;
     let TopicScan { narrowing, columns } =
         pushdown::topic_scan(ctx, sql, TOPIC_TABLE, sample).await;
-    if narrowing.is_everything() || !pushdown::may_narrow(sql) {
+    if narrowing.is_everything() {
         return Ok((snapshot.ranges, columns));
     }
     let from_offsets = match narrowing.from_timestamp {

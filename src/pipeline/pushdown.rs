@@ -209,19 +209,6 @@ const NARROWING_COLUMNS: [(&str, Meta); 3] = [
     ("timestamp", Meta::Timestamp),
 ];
 
-/// False when the text of `sql` names none of the columns that can narrow the read (as a
-/// whole word), so no condition of it can: the statement need not be planned for them.
-pub fn may_narrow(sql: &str) -> bool {
-    let word = |c: char| c.is_alphanumeric() || c == '_';
-    NARROWING_COLUMNS.iter().any(|(name, _)| {
-        sql.match_indices(name).any(|(at, _)| {
-            let before = sql[..at].chars().next_back();
-            let after = sql[at + name.len()..].chars().next();
-            !before.is_some_and(word) && !after.is_some_and(word)
-        })
-    })
-}
-
 /// The metadata column `expr` is (through casts to a wider type).
 fn meta_column(expr: &Expr) -> Option<Meta> {
     match expr {
@@ -358,17 +345,6 @@ mod tests {
         );
         // Past the end: empty ranges, not negative ones.
         assert_eq!(narrowed(&[col("offset").gt(lit(500i64))])[0], (0, 100, 100));
-    }
-
-    #[test]
-    fn only_a_statement_naming_a_metadata_column_may_narrow() {
-        assert!(may_narrow(r#"SELECT * FROM events WHERE "offset" > 3"#));
-        assert!(may_narrow("SELECT * FROM events WHERE partition = 1"));
-        assert!(may_narrow("SELECT * FROM events WHERE timestamp >= now()"));
-        assert!(!may_narrow(
-            "SELECT event_type, COUNT(*) FROM events GROUP BY event_type"
-        ));
-        assert!(!may_narrow("SELECT offsets_seen, repartition FROM events"));
     }
 
     #[test]

@@ -994,11 +994,7 @@ impl TableLog {
         objects.extend(nested.into_iter().flatten());
         let stale: Vec<Path> = objects
             .into_iter()
-            .filter(|p| {
-                !(keep.contains(p)
-                    || p.prefix_matches(&log)
-                    || p.filename() == Some(SUCCESS_MARKER))
-            })
+            .filter(|p| !(keep.contains(p) || p.filename() == Some(SUCCESS_MARKER)))
             .collect();
         // Batched where the store can (S3's DeleteObjects takes 1000 keys a request).
         let paths = futures::stream::iter(stale.into_iter().map(Ok)).boxed();

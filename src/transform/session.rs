@@ -23,7 +23,7 @@ use crate::sink::{SinkError, TableLog, Warehouse};
 /// Identifier normalization is off: `SELECT Host FROM gamer` finds the column `Host`, as the
 /// seed's Spark SQL did, instead of looking for `host`. Names with a dash are quoted:
 /// `"User-Agent"`. Casts of UTC timestamps to dates are computed by division
-/// ([`super::utc_date`]); `starts_with` with a prefix holding `_` or `%` is not run as a LIKE
+/// ([`super::utc_date`]); `starts_with` with a prefix holding `_`, `%` or `\` is not run as a LIKE
 /// ([`super::starts_with`]).
 pub fn new_context() -> SessionContext {
     new_context_with_partitions(SessionConfig::new().target_partitions())

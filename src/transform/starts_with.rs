@@ -1,4 +1,4 @@
-//! `starts_with` as DataFusion's, except that a prefix holding `_` or `%` stays a
+//! `starts_with` as DataFusion's, except that a prefix holding `_`, `%` or `\` stays a
 //! `starts_with` call instead of becoming `LIKE 'prefix%'` with those characters escaped.
 //!
 //! arrow-string runs a LIKE whose pattern has an escape as a regex, compiled again for every
@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, FieldRef};
 
-/// DataFusion's `starts_with`, kept a function call when its prefix has LIKE's wildcards.
+/// DataFusion's `starts_with`, kept a function call when its prefix has LIKE's wildcards or
+/// its escape character.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct StartsWith {
     builtin: Arc<ScalarUDF>,
