@@ -3,7 +3,7 @@
 //! [`scan`] validates each message, feeds [`SchemaInference`] and keeps the bad ones aside;
 //! [`EventDecoder`] builds the columns of a schema, and [`EventDecoder::decode_checked`] does
 //! both at once, recording in a [`Conformance`] whether inference would still give that schema.
-//! All use [`parse_object`], so a message is bad in one exactly when it is bad in the others;
+//! All use [`ObjectReader`], so a message is bad in one exactly when it is bad in the others;
 //! it reads the common flat objects itself and leaves the rest to serde_json.
 
 use std::borrow::Cow;
@@ -31,7 +31,10 @@ impl FieldOrder {
     /// The column of field `name`, the `position`-th of its event.
     fn column_of(&mut self, schema: &EventSchema, position: usize, name: &str) -> Option<usize> {
         if let Some(Some(column)) = self.0.get(position)
-            && schema.json_columns[*column].json_name == name
+            && same_bytes(
+                schema.json_columns[*column].json_name.as_bytes(),
+                name.as_bytes(),
+            )
         {
             return Some(*column);
         }
@@ -44,43 +47,77 @@ impl FieldOrder {
     }
 }
 
-/// Parses `value` as one JSON object and calls `on_field` for each top-level field with its
-/// value's raw JSON text, in order (a repeated key is reported again; the decoder keeps the
-/// last, as Python's `json` does). Returns why the message is not an event otherwise.
-///
-/// A flat object whose keys and strings have no escapes (the game API's events) is read by
-/// [`flat_fields`]; anything else, errors included, by serde_json, so both give the same
-/// fields and the same errors.
-pub fn parse_object<'a>(
-    value: Option<&'a [u8]>,
-    mut on_field: impl FnMut(Cow<'a, str>, &'a str),
-) -> Result<(), String> {
-    let bytes = match value {
-        None => return Err("null value (tombstone)".to_owned()),
-        Some([]) => return Err("empty message".to_owned()),
-        Some(bytes) => bytes,
-    };
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
-    let mut spans = [FieldSpan::default(); FLAT_FIELDS];
-    if let Some(fields) = flat_fields(text.as_bytes(), &mut spans) {
-        for span in &spans[..fields] {
-            on_field(Cow::Borrowed(&text[span.name()]), &text[span.value()]);
-        }
-        return Ok(());
+/// `a == b` for the short field names of events, compared in place a word at a time (the
+/// slice comparison calls libc's `memcmp`, which cost more than the comparison itself here).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
     }
-    let mut de = serde_json::Deserializer::from_str(text);
-    ObjectFields(&mut on_field)
-        .deserialize(&mut de)
-        .and_then(|()| de.end())
-        .map_err(|e| format!("not a JSON object: {e}"))
+    let (a_words, a_tail) = a.as_chunks::<8>();
+    let (b_words, b_tail) = b.as_chunks::<8>();
+    a_words
+        .iter()
+        .zip(b_words)
+        .all(|(x, y)| u64::from_ne_bytes(*x) == u64::from_ne_bytes(*y))
+        && a_tail.iter().zip(b_tail).all(|(x, y)| x == y)
 }
 
-/// Most fields [`flat_fields`] reads in one object; an object with more goes to serde_json.
-const FLAT_FIELDS: usize = 24;
+/// Reads messages as JSON objects, one after another, keeping the space of the fields'
+/// spans from one message to the next.
+#[derive(Debug, Default)]
+pub struct ObjectReader {
+    spans: Vec<FieldSpan>,
+}
+
+impl ObjectReader {
+    /// Parses `value` as one JSON object and calls `on_field` for each top-level field with
+    /// its value's raw JSON text, in order (a repeated key is reported again; the decoder keeps
+    /// the last, as Python's `json` does). Returns [`Escapes::None`] when the message was read
+    /// by [`flat_fields`], so no raw string value holds an escape, and why the message is not
+    /// an event otherwise.
+    ///
+    /// A flat object whose keys and strings have no escapes (the game API's events) is read
+    /// by [`flat_fields`]; anything else, errors included, by serde_json, so both give the
+    /// same fields and the same errors.
+    pub fn fields<'a>(
+        &mut self,
+        value: Option<&'a [u8]>,
+        mut on_field: impl FnMut(Cow<'a, str>, &'a str),
+    ) -> Result<Escapes, String> {
+        let bytes = match value {
+            None => return Err("null value (tombstone)".to_owned()),
+            Some([]) => return Err("empty message".to_owned()),
+            Some(bytes) => bytes,
+        };
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
+        if flat_fields(text.as_bytes(), &mut self.spans).is_some() {
+            for span in &self.spans {
+                on_field(Cow::Borrowed(&text[span.name()]), &text[span.value()]);
+            }
+            return Ok(Escapes::None);
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        ObjectFields(&mut on_field)
+            .deserialize(&mut de)
+            .and_then(|()| de.end())
+            .map_err(|e| format!("not a JSON object: {e}"))?;
+        Ok(Escapes::Maybe)
+    }
+}
+
+/// Whether the raw string values [`ObjectReader::fields`] gave may hold escapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escapes {
+    /// None does: a string value's text is the text between its quotes.
+    None,
+    /// Some may: a string value is unescaped when it holds a backslash.
+    Maybe,
+}
 
 /// Where a field's name (without its quotes) and its value's raw text are in the message.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct FieldSpan {
     name: (u32, u32),
     value: (u32, u32),
@@ -97,11 +134,12 @@ impl FieldSpan {
 }
 
 /// The fields of `json` when it is a JSON object whose values are strings, numbers, `true`,
-/// `false` or `null`, whose keys and strings hold no escape and no control character, with
-/// at most [`FLAT_FIELDS`] fields: their number, with their spans in `spans`. None for
-/// anything else (nested values, escapes, every error), which serde_json then reads. What
-/// this accepts is valid JSON, read as serde_json reads it (a differential test holds it).
-fn flat_fields(json: &[u8], spans: &mut [FieldSpan; FLAT_FIELDS]) -> Option<usize> {
+/// `false` or `null`, whose keys and strings hold no escape and no control character: Some,
+/// with the fields' spans in `spans`. None for anything else (nested values, escapes, every
+/// error), which serde_json then reads. What this accepts is valid JSON, read as serde_json
+/// reads it (a differential test holds it).
+fn flat_fields(json: &[u8], spans: &mut Vec<FieldSpan>) -> Option<()> {
+    spans.clear();
     if json.len() > u32::MAX as usize {
         return None;
     }
@@ -111,12 +149,11 @@ fn flat_fields(json: &[u8], spans: &mut [FieldSpan; FLAT_FIELDS]) -> Option<usiz
         return None;
     }
     i = skip_whitespace(json, i + 1);
-    let mut fields = 0;
     if at(i)? == b'}' {
         i += 1;
     } else {
         loop {
-            if fields == FLAT_FIELDS || at(i)? != b'"' {
+            if at(i)? != b'"' {
                 return None;
             }
             let name_end = string_end(json, i + 1)?;
@@ -135,11 +172,10 @@ fn flat_fields(json: &[u8], spans: &mut [FieldSpan; FLAT_FIELDS]) -> Option<usiz
                 b'-' | b'0'..=b'9' => number_end(json, i)?,
                 _ => return None,
             };
-            spans[fields] = FieldSpan {
+            spans.push(FieldSpan {
                 name,
                 value: (start as u32, i as u32),
-            };
-            fields += 1;
+            });
             i = skip_whitespace(json, i);
             match at(i)? {
                 b',' => i = skip_whitespace(json, i + 1),
@@ -151,7 +187,7 @@ fn flat_fields(json: &[u8], spans: &mut [FieldSpan; FLAT_FIELDS]) -> Option<usiz
             }
         }
     }
-    (skip_whitespace(json, i) == json.len()).then_some(fields)
+    (skip_whitespace(json, i) == json.len()).then_some(())
 }
 
 /// The first position from `i` that is not JSON whitespace.
@@ -271,8 +307,9 @@ impl<'de> serde::Deserialize<'de> for FieldName<'de> {
 /// First pass over a batch: feeds field kinds to `inference` and returns the bad messages.
 pub fn scan(messages: &[Message], inference: &mut SchemaInference) -> Vec<BadRecord> {
     let mut bad = Vec::new();
+    let mut reader = ObjectReader::default();
     for message in messages {
-        let parsed = parse_object(message.value.as_deref(), |name, value| {
+        let parsed = reader.fields(message.value.as_deref(), |name, value| {
             inference.observe(&name, JsonKind::of_raw(value));
         });
         if let Err(error) = parsed {
@@ -310,13 +347,13 @@ impl ColumnBuilder {
     /// Appends one raw JSON value (or null when absent). Returns false when the value does
     /// not fit the column's type (it is null there): a string for a number, a number for a
     /// boolean, a fraction for an integer. A string column takes anything.
-    fn append(&mut self, raw: Option<&str>) -> bool {
+    fn append(&mut self, raw: Option<&str>, escapes: Escapes) -> bool {
         let raw = raw.filter(|r| *r != "null");
         match self {
             ColumnBuilder::Utf8(b) => {
                 match raw {
                     None => b.append_null(),
-                    Some(r) if r.starts_with('"') => match unquote(r) {
+                    Some(r) if r.starts_with('"') => match unquote(r, escapes) {
                         Some(s) => b.append_value(s),
                         None => b.append_null(),
                     },
@@ -374,9 +411,9 @@ fn rescued_json(fields: &[(Cow<'_, str>, &str)]) -> String {
 }
 
 /// The text of a JSON string literal, unescaped only when it has escapes.
-fn unquote(raw: &str) -> Option<Cow<'_, str>> {
+fn unquote(raw: &str, escapes: Escapes) -> Option<Cow<'_, str>> {
     let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
-    if inner.contains('\\') {
+    if escapes == Escapes::Maybe && inner.contains('\\') {
         serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
     } else {
         Some(Cow::Borrowed(inner))
@@ -561,12 +598,13 @@ impl EventDecoder {
         // Events of one topic mostly list their fields in the same order: the column of the
         // k-th field of the previous event is tried first, by name, before the hash lookup.
         let mut order = FieldOrder::default();
+        let mut reader = ObjectReader::default();
         for message in messages {
             slots.iter_mut().for_each(|s| *s = None);
             let mut rescued: Vec<(Cow<'_, str>, &str)> = Vec::new();
             let mut seen = seen.as_deref_mut();
             let mut position = 0;
-            let parsed = parse_object(message.value.as_deref(), |name, value| {
+            let parsed = reader.fields(message.value.as_deref(), |name, value| {
                 let column = order.column_of(&self.schema, position, &name);
                 position += 1;
                 match (column, seen.as_deref_mut()) {
@@ -584,18 +622,21 @@ impl EventDecoder {
                     }
                 }
             });
-            if let Err(error) = parsed {
-                if let Some(seen) = seen {
-                    seen.bad.push(BadRecord::new(message, error));
+            let escapes = match parsed {
+                Ok(escapes) => escapes,
+                Err(error) => {
+                    if let Some(seen) = seen {
+                        seen.bad.push(BadRecord::new(message, error));
+                    }
+                    continue;
                 }
-                continue;
-            }
+            };
             for ((builder, slot), column) in columns
                 .iter_mut()
                 .zip(&slots)
                 .zip(&self.schema.json_columns)
             {
-                if !builder.append(*slot)
+                if !builder.append(*slot, escapes)
                     && rescues
                     && let Some(value) = slot
                 {
@@ -683,10 +724,59 @@ mod tests {
 
     fn parsed_fields(json: &[u8]) -> Result<Vec<(String, String)>, String> {
         let mut fields = Vec::new();
-        parse_object(Some(json), |name, value| {
+        ObjectReader::default().fields(Some(json), |name, value| {
             fields.push((name.into_owned(), value.to_owned()))
         })?;
         Ok(fields)
+    }
+
+    #[test]
+    fn a_string_ends_at_its_first_quote_backslash_or_control_byte_wherever_it_falls() {
+        // Every stopping byte at every position of strings spanning up to three words, after
+        // plain ASCII and after multi-byte UTF-8 text.
+        for fill in [b'a', 0xc3, 0x7f, 0xff] {
+            for len in 0..24 {
+                for stop in [b'"', b'\\', 0x00, 0x1f] {
+                    let mut text = vec![fill; len];
+                    text.push(stop);
+                    text.extend_from_slice(b"\"tail");
+                    let expected = (stop == b'"').then_some(1 + len);
+                    let mut json = vec![b'"'];
+                    json.extend_from_slice(&text);
+                    assert_eq!(
+                        string_end(&json, 1),
+                        expected,
+                        "fill {fill:#x} len {len} stop {stop:#x}"
+                    );
+                }
+                let unterminated = vec![fill; len];
+                assert_eq!(string_end(&unterminated, 0), None);
+            }
+        }
+    }
+
+    #[test]
+    fn field_names_compare_as_bytes_do() {
+        let names = [
+            "",
+            "a",
+            "Host",
+            "Accept",
+            "event_type",
+            "User-Agent",
+            "abcdefgh",
+            "abcdefgi",
+            "abcdefghi",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(
+                    same_bytes(a.as_bytes(), b.as_bytes()),
+                    a == b,
+                    "{a:?} {b:?}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -715,7 +805,7 @@ mod tests {
         ];
         let alphabet = b" \t\"\\{}[]:,-+.0123456789eEtrufalsnx\x01";
         let mut inputs: Vec<Vec<u8>> = seeds.iter().map(|s| s.as_bytes().to_vec()).collect();
-        let too_many: Vec<String> = (0..=FLAT_FIELDS).map(|i| format!("\"f{i}\":{i}")).collect();
+        let too_many: Vec<String> = (0..=40).map(|i| format!("\"f{i}\":{i}")).collect();
         inputs.push(format!("{{{}}}", too_many.join(",")).into_bytes());
         for seed in seeds.iter().take(3) {
             let seed = seed.as_bytes();
@@ -735,7 +825,7 @@ mod tests {
         }
         let mut fast = 0;
         for input in &inputs {
-            let mut spans = [FieldSpan::default(); FLAT_FIELDS];
+            let mut spans = Vec::new();
             if flat_fields(input, &mut spans).is_some() {
                 fast += 1;
                 assert!(
