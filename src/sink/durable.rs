@@ -4,7 +4,9 @@
 //! name them, so after a power loss a commit could name files that are empty or missing. On a
 //! local warehouse the commit protocol (see [`super::commit`]) therefore syncs, in this order:
 //!
-//! 1. the run's staged files, before the claim: whatever the claim names is on disk;
+//! 1. the run's staged files, before the claim: whatever the claim names is on disk (a run's
+//!    outputs sync theirs side by side once closed, a thread per file, and each claim checks
+//!    again);
 //! 2. the claim itself, written to a hidden temporary file, synced, then linked to its name
 //!    (atomic, and refused if the name exists), then its folder;
 //! 3. after the files are moved into the table, every folder they were moved into and the

@@ -410,7 +410,24 @@ impl TableRun {
         };
         let mut unclosed = std::mem::take(&mut self.table_unclosed);
         unclosed.extend(std::mem::take(&mut self.bad_unclosed));
-        let (closed, staged) = tokio::join!(unclosed.close(), self.log.stage_claim(&commit));
+        let staged_files: Vec<_> = commit
+            .files
+            .iter()
+            .map(|f| {
+                let staging = TableLog::staging_folder(&commit.run_id);
+                self.warehouse.object(&format!("{staging}/{f}"))
+            })
+            .collect();
+        // On a local warehouse, the closed files are synced here, while the run's other
+        // outputs close and sync theirs, rather than in the claims, which run one after
+        // another (the claim syncs them again, then finding nothing left to write).
+        let closed = async {
+            unclosed.close().await?;
+            self.warehouse
+                .sync(&staged_files, durable::Synced::Data)
+                .await
+        };
+        let (closed, staged) = tokio::join!(closed, self.log.stage_claim(&commit));
         match closed.and(staged) {
             Ok(staged) => Ok(Prepared {
                 run: self,

@@ -323,11 +323,21 @@ impl Warehouse {
                 move |source| SinkError::Sync { path, source }
             };
             match what {
-                Synced::Data => {
-                    for file in &files {
-                        syncer.sync_file(file).map_err(failed(file))?;
-                    }
-                }
+                // Side by side: the disk writes the files' data together.
+                Synced::Data => std::thread::scope(|scope| {
+                    let syncs: Vec<_> = files
+                        .iter()
+                        .map(|file| scope.spawn(|| syncer.sync_file(file).map_err(failed(file))))
+                        .collect();
+                    syncs.into_iter().try_for_each(|sync| {
+                        sync.join().unwrap_or_else(|_| {
+                            Err(SinkError::Sync {
+                                path: "a staged file".to_owned(),
+                                source: std::io::Error::other("its sync thread panicked"),
+                            })
+                        })
+                    })
+                })?,
                 Synced::Names => {
                     for folder in super::durable::folders_up_to(&root, &files) {
                         syncer.sync_folder(&folder).map_err(failed(&folder))?;
