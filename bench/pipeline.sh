@@ -3,12 +3,13 @@
 # run: `bnetl run` (one read of the embedded log feeding extracted_events, transformed_events
 # and purchases) + the seed's 3 queries, against the same three outputs and queries in DuckDB
 # and in Polars from the JSON file of the same events. At each size in SIZES (1M and 10M by
-# default): medians and ratios, then peak RSS (GNU time) of each. At the first size also: the
-# three jobs (three reads) for comparison, and `bnetl sql` over the topic's events against
-# DuckDB's read_json for the same GROUP BY.
+# default): medians and ratios, the same interleaved, then peak RSS (GNU time) of each. At the
+# first size also: the three jobs (three reads) for comparison, and `bnetl sql` over the
+# topic's events against DuckDB's read_json for the same GROUP BY.
 # Needs: a release build, hyperfine, GNU time, python3 with duckdb and polars
 # (pip install duckdb polars). usage: bench/pipeline.sh   (SIZES="1000000 10000000", RUNS=5,
-# RUNS_LARGE=3 for sizes above 1M; ~8 GB in BENCH_DIR for 10M)
+# RUNS_LARGE=3 for sizes above 1M; ~8 GB in BENCH_DIR for 10M). After hyperfine, the pipeline
+# runs again interleaved with its peers (bench/interleave.py; ROUNDS=11, ROUNDS_LARGE=3).
 source "$(dirname "$0")/common.sh"
 SIZES=${SIZES:-1000000 10000000}
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; duckdb $(python3 -c 'import duckdb; print(duckdb.__version__)'), polars $(python3 -c 'import polars; print(polars.__version__)')"
@@ -33,6 +34,11 @@ SH
   hf "pipeline-$n" -r "$runs" -w 1 -n "bnetl run" "bash $WORK/run-$n.sh" \
     -n duckdb "python3 bench/duckdb_pipeline.py $E $WORK/duckdb-out" \
     -n polars "python3 bench/polars_pipeline.py $E $WORK/polars-out"
+  rounds=${ROUNDS:-11}; [ "$n" -gt 1000000 ] && rounds=${ROUNDS_LARGE:-3}
+  echo "== the same, interleaved: one run of each in turn, $rounds rounds"
+  python3 bench/interleave.py "$rounds" "bnetl=bash $WORK/run-$n.sh" \
+    "polars=python3 bench/polars_pipeline.py $E $WORK/polars-out" \
+    "duckdb=python3 bench/duckdb_pipeline.py $E $WORK/duckdb-out"
   echo "   rows: $("$BIN" -q --data-dir "$D" sql --format csv 'SELECT (SELECT COUNT(*) FROM extracted_events) AS extracted, (SELECT COUNT(*) FROM transformed_events) AS transformed, (SELECT COUNT(*) FROM purchases) AS purchases' | tail -1) (extracted, transformed, purchases)"
   echo "== peak RSS, $n events"
   /usr/bin/time -f "   bnetl run: %M KiB, %e s" "$BIN" -q --data-dir "$D" run
