@@ -280,6 +280,16 @@ impl TableLog {
         format!("{STAGING_DIR}/{run_id}")
     }
 
+    /// Where `commit`'s files are while staged, before [`TableLog::publish`] moves them.
+    pub fn staged_files(&self, commit: &Commit) -> Vec<Path> {
+        let staging = Self::staging_folder(&commit.run_id);
+        commit
+            .files
+            .iter()
+            .map(|f| self.warehouse.object(&format!("{staging}/{f}")))
+            .collect()
+    }
+
     fn checkpoint_path(&self, version: u64) -> Path {
         self.warehouse.path(&format!(
             "{}/{LOG_DIR}/{version:020}.checkpoint.json",
@@ -804,13 +814,9 @@ impl TableLog {
                 }
                 (None, Some(syncer)) => {
                     let body = self.commit_body(commit)?;
-                    let staging = Self::staging_folder(&commit.run_id);
-                    let staged: Vec<Path> = commit
-                        .files
-                        .iter()
-                        .map(|f| self.warehouse.object(&format!("{staging}/{f}")))
-                        .collect();
-                    self.warehouse.sync(&staged, Synced::Data).await?;
+                    self.warehouse
+                        .sync(&self.staged_files(commit), Synced::Data)
+                        .await?;
                     let file = self.warehouse.local_file(&path);
                     let display = self.warehouse.display(&path);
                     tokio::task::spawn_blocking(move || {

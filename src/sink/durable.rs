@@ -5,7 +5,7 @@
 //! local warehouse the commit protocol (see [`super::commit`]) therefore syncs, in this order:
 //!
 //! 1. the run's staged files, before the claim: whatever the claim names is on disk (a run's
-//!    outputs sync theirs side by side once closed, a thread per file, and each claim checks
+//!    outputs sync theirs side by side once closed, 8 files at a time, and each claim checks
 //!    again);
 //! 2. the claim itself, written to a hidden temporary file, synced, then linked to its name
 //!    (atomic, and refused if the name exists), then its folder;

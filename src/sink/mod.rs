@@ -410,14 +410,7 @@ impl TableRun {
         };
         let mut unclosed = std::mem::take(&mut self.table_unclosed);
         unclosed.extend(std::mem::take(&mut self.bad_unclosed));
-        let staged_files: Vec<_> = commit
-            .files
-            .iter()
-            .map(|f| {
-                let staging = TableLog::staging_folder(&commit.run_id);
-                self.warehouse.object(&format!("{staging}/{f}"))
-            })
-            .collect();
+        let staged_files = self.log.staged_files(&commit);
         // On a local warehouse, the closed files are synced here, while the run's other
         // outputs close and sync theirs, rather than in the claims, which run one after
         // another (the claim syncs them again, then finding nothing left to write).

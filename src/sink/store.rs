@@ -21,6 +21,9 @@ use super::durable::{Fsync, Synced, Syncer};
 /// Folder under the warehouse root where runs stage their output; readers never list it.
 pub const STAGING_DIR: &str = ".bnetl-staging";
 
+/// Files whose data a local warehouse syncs at once (a thread each).
+const SYNCS_AT_ONCE: usize = 8;
+
 /// Which kind of store a warehouse URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {
@@ -323,21 +326,24 @@ impl Warehouse {
                 move |source| SinkError::Sync { path, source }
             };
             match what {
-                // Side by side: the disk writes the files' data together.
-                Synced::Data => std::thread::scope(|scope| {
-                    let syncs: Vec<_> = files
-                        .iter()
-                        .map(|file| scope.spawn(|| syncer.sync_file(file).map_err(failed(file))))
-                        .collect();
-                    syncs.into_iter().try_for_each(|sync| {
-                        sync.join().unwrap_or_else(|_| {
-                            Err(SinkError::Sync {
-                                path: "a staged file".to_owned(),
-                                source: std::io::Error::other("its sync thread panicked"),
+                // Side by side, a few at a time: the disk writes the files' data together.
+                Synced::Data => {
+                    for group in files.chunks(SYNCS_AT_ONCE) {
+                        std::thread::scope(|scope| {
+                            let syncs: Vec<_> = group
+                                .iter()
+                                .map(|file| (file, scope.spawn(|| syncer.sync_file(file))))
+                                .collect();
+                            syncs.into_iter().try_for_each(|(file, sync)| {
+                                sync.join()
+                                    .unwrap_or_else(|_| {
+                                        Err(std::io::Error::other("its sync thread panicked"))
+                                    })
+                                    .map_err(failed(file))
                             })
-                        })
-                    })
-                })?,
+                        })?;
+                    }
+                }
                 Synced::Names => {
                     for folder in super::durable::folders_up_to(&root, &files) {
                         syncer.sync_folder(&folder).map_err(failed(&folder))?;
