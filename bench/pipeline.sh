@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The seed's pipeline after the traffic, bnetl against DuckDB and Polars in the same hyperfine
 # run: `bnetl run` (one read of the embedded log feeding extracted_events, transformed_events
-# and purchases) + the seed's 3 queries, against the same three outputs and queries in DuckDB
-# and in Polars from the JSON file of the same events. At each size in SIZES (1M and 10M by
-# default): medians and ratios, the same interleaved, then peak RSS (GNU time) of each. At the
+# and purchases) + the seed's 3 queries (one `bnetl sql` with the three statements, as the
+# seed runs them in one pyspark session and the peers in one Python process), against the
+# same three outputs and queries in DuckDB and in Polars from the JSON file of the same
+# events. At each size in SIZES (1M and 10M by default): medians and ratios, the same
+# interleaved (with also the queries as three `bnetl sql` processes), then peak RSS (GNU
+# time) of each. At the
 # first size also: the three jobs (three reads) for comparison, and `bnetl sql` over the
 # topic's events against DuckDB's read_json for the same GROUP BY.
 # Needs: a release build, hyperfine, GNU time, python3 with duckdb and polars
@@ -26,10 +29,17 @@ for n in $SIZES; do
 set -e
 B="$BIN -q --data-dir $D"
 \$B run
-\$B sql "SELECT COUNT(*) FROM extracted_events" >/dev/null
-\$B sql "SELECT event_type, COUNT(event_type) as event_count FROM extracted_events GROUP BY event_type ORDER BY event_count DESC" >/dev/null
-\$B sql "SELECT Host, COUNT(*) as number_of_player FROM extracted_events GROUP BY Host ORDER BY number_of_player DESC" >/dev/null
+\$B sql "SELECT COUNT(*) FROM extracted_events;
+  SELECT event_type, COUNT(event_type) as event_count FROM extracted_events GROUP BY event_type ORDER BY event_count DESC;
+  SELECT Host, COUNT(*) as number_of_player FROM extracted_events GROUP BY Host ORDER BY number_of_player DESC" >/dev/null
 SH
+  # The same with a `bnetl sql` process per query (the interleaved loop only).
+  sed -e '/^\$B sql/,$d' "$WORK/run-$n.sh" > "$WORK/run3-$n.sh"
+  for q in "SELECT COUNT(*) FROM extracted_events" \
+    "SELECT event_type, COUNT(event_type) as event_count FROM extracted_events GROUP BY event_type ORDER BY event_count DESC" \
+    "SELECT Host, COUNT(*) as number_of_player FROM extracted_events GROUP BY Host ORDER BY number_of_player DESC"; do
+    echo "\$B sql \"$q\" >/dev/null" >> "$WORK/run3-$n.sh"
+  done
   echo "== pipeline, $n events: bnetl run + the seed's 3 queries vs DuckDB vs Polars (same outputs, from JSON)"
   hf "pipeline-$n" -r "$runs" -w 1 -n "bnetl run" "bash $WORK/run-$n.sh" \
     -n duckdb "python3 bench/duckdb_pipeline.py $E $WORK/duckdb-out" \
@@ -37,6 +47,7 @@ SH
   rounds=${ROUNDS:-11}; [ "$n" -gt 1000000 ] && rounds=${ROUNDS_LARGE:-3}
   echo "== the same, interleaved: one run of each in turn, $rounds rounds"
   python3 bench/interleave.py "$rounds" "bnetl=bash $WORK/run-$n.sh" \
+    "bnetl-3-sql=bash $WORK/run3-$n.sh" \
     "polars=python3 bench/polars_pipeline.py $E $WORK/polars-out" \
     "duckdb=python3 bench/duckdb_pipeline.py $E $WORK/duckdb-out"
   echo "   rows: $("$BIN" -q --data-dir "$D" sql --format csv 'SELECT (SELECT COUNT(*) FROM extracted_events) AS extracted, (SELECT COUNT(*) FROM transformed_events) AS transformed, (SELECT COUNT(*) FROM purchases) AS purchases' | tail -1) (extracted, transformed, purchases)"

@@ -292,8 +292,15 @@ pub enum OutputFormat {
 /// Options of `sql`.
 #[derive(Debug, Args)]
 pub struct SqlArgs {
-    /// The statement, e.g. "SELECT event_type, COUNT(*) FROM extracted_events GROUP BY event_type"
-    pub query: String,
+    /// The statement, e.g. "SELECT event_type, COUNT(*) FROM extracted_events GROUP BY
+    /// event_type", or several separated by `;` (run in turn, each result printed after the
+    /// other), as `spark-sql -e` takes them
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub query: Option<String>,
+
+    /// Read the statements from FILE (`;` between them, `--` comments), as `spark-sql -f`
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
 
     /// How to print the result
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]

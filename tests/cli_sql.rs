@@ -56,12 +56,91 @@ fn an_unknown_table_is_a_usage_error_that_lists_the_tables() {
 }
 
 #[test]
-fn bad_sql_and_several_statements_are_usage_errors() {
+fn bad_sql_is_a_usage_error() {
     let bnetl = extracted();
     let stderr = bnetl.fails(&["sql", "SELEC 1"], 2);
     assert!(stderr.starts_with("bnetl: query statement"), "{stderr}");
-    bnetl.fails(&["sql", "SELECT 1; SELECT 2"], 2);
     bnetl.fails(&["sql", "SELECT no_such_column FROM extracted_events"], 2);
+    let stderr = bnetl.fails(&["sql", "SELECT 'unclosed; SELECT 2"], 2);
+    assert!(stderr.contains("Unterminated string"), "{stderr}");
+    let stderr = bnetl.fails(&["sql", " ; -- nothing"], 2);
+    assert!(stderr.contains("no statement"), "{stderr}");
+}
+
+/// The seed's three queries, as its walkthrough runs them in one pyspark session.
+const SEED_QUERIES: [&str; 3] = [
+    "SELECT COUNT(*) FROM extracted_events",
+    "SELECT event_type, COUNT(event_type) as event_count FROM extracted_events GROUP BY event_type ORDER BY event_count DESC",
+    "SELECT Host, COUNT(*) as number_of_player FROM extracted_events GROUP BY Host ORDER BY number_of_player DESC",
+];
+
+#[test]
+fn several_statements_run_in_turn_from_the_argument_or_a_file_as_spark_sql_runs_them() {
+    let bnetl = extracted();
+    let stdout = |args: &[&str]| String::from_utf8(bnetl.ok(args).stdout).unwrap();
+    // Each result as the statement alone prints it, a blank line between two.
+    let alone: Vec<String> = SEED_QUERIES.iter().map(|q| stdout(&["sql", q])).collect();
+    let together = stdout(&["sql", &SEED_QUERIES.join(";\n")]);
+    assert_eq!(together, alone.join("\n"));
+    assert!(
+        together.contains("|user4.spectrum.com|              40|"),
+        "{together}"
+    );
+
+    // A file of statements: comments, a `;` in a string and in a comment, a final `;`.
+    let file = bnetl.dir.path().join("analysis.sql");
+    std::fs::write(
+        &file,
+        "-- the seed's counts; then a literal\n\
+         SELECT COUNT(*) AS n FROM extracted_events;\n\
+         /* a; b */ SELECT 'a;b' AS text;\n",
+    )
+    .unwrap();
+    assert_eq!(
+        stdout(&["sql", "--format", "csv", "-f", file.to_str().unwrap()]),
+        "n\n128\n\ntext\na;b\n"
+    );
+
+    // A statement over the topic between two over the warehouse reads the topic for itself.
+    assert_eq!(
+        stdout(&[
+            "sql",
+            "--format",
+            "csv",
+            "SELECT COUNT(*) AS x FROM extracted_events; SELECT COUNT(*) AS e FROM events WHERE event_type = 'default'; SELECT 1 AS one",
+        ]),
+        "x\n128\n\ne\n37\n\none\n1\n"
+    );
+
+    // A statement that would write stops them all before any runs: nothing is printed.
+    let output = bnetl
+        .cmd(&["sql", "SELECT 1; DROP TABLE extracted_events"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty(), "{:?}", output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("statement 2 of 2") && stderr.contains("would write (DROP TABLE)"),
+        "{stderr}"
+    );
+
+    // --output saves one result; a statement and --file are one or the other.
+    let saved = bnetl.dir.path().join("two.csv");
+    let stderr = bnetl.fails(
+        &[
+            "sql",
+            "--output",
+            saved.to_str().unwrap(),
+            "SELECT 1; SELECT 2",
+        ],
+        2,
+    );
+    assert!(stderr.contains("2 were given"), "{stderr}");
+    assert!(!saved.exists());
+    bnetl.fails(&["sql", "-f", file.to_str().unwrap(), "SELECT 1"], 2);
+    let stderr = bnetl.fails(&["sql", "-f", "/no/such/file.sql"], 2);
+    assert!(stderr.contains("/no/such/file.sql"), "{stderr}");
 }
 
 #[test]

@@ -1,8 +1,9 @@
-//! `bnetl sql`: a statement over the warehouse tables, and over `events`, the topic's decoded
-//! events (the jobs' input table: read only when the statement names it, bounded by the read
-//! options), printed as a table (the first rows, as Spark's `show()`), CSV or JSON lines, or
-//! saved to a file with `--output`. It only reads: statements that would write are refused
-//! (see [`crate::transform::queries`]).
+//! `bnetl sql`: statements (one, several separated by `;`, or a file of them) over the
+//! warehouse tables, and over `events`, the topic's decoded events (the jobs' input table:
+//! read only when a statement names it, bounded by the read options), each result printed as
+//! a table (the first rows, as Spark's `show()`), CSV or JSON lines, or one statement's saved
+//! to a file with `--output`. It only reads: statements that would write are refused (see
+//! [`crate::transform::queries`]).
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -25,7 +26,7 @@ use crate::progress::Progress;
 use crate::settings::{ReadSettings, Settings};
 use crate::source::{self, OffsetRange};
 use crate::transform::QueryError;
-use crate::transform::queries::Query;
+use crate::transform::queries::{self, Query};
 use crate::transform::session::{self, Needed};
 use std::ops::ControlFlow;
 use tokio_util::sync::CancellationToken;
@@ -125,59 +126,156 @@ async fn topic_read(
     Ok((ranges, columns))
 }
 
-/// Runs `args.query` over the warehouse (and the topic's `events`) and prints the result on
-/// stdout, or saves it to `args.output`.
+/// The statements of `args`: its query, or the file it names, split at their semicolons.
+fn statements(ctx: &SessionContext, args: &SqlArgs) -> Result<Vec<String>> {
+    let (script, from) = match (&args.query, &args.file) {
+        (Some(query), _) => (query.clone(), "the query argument".to_owned()),
+        (None, Some(path)) => (
+            std::fs::read_to_string(path).map_err(|source| QueryError::Read {
+                name: "statements".to_owned(),
+                path: path.display().to_string(),
+                source,
+            })?,
+            path.display().to_string(),
+        ),
+        (None, None) => return Err(Error::Usage("give a statement, or --file FILE".into())),
+    };
+    let statements = queries::split_statements(&script, queries::dialect(ctx).as_ref())
+        .map_err(|e| Error::Usage(format!("{from}: {e}")))?;
+    if statements.is_empty() {
+        return Err(Error::Usage(format!("no statement in {from}")));
+    }
+    Ok(statements)
+}
+
+/// Runs the statements of `args` over the warehouse (and the topic's `events`), one after the
+/// other, and prints each result on stdout (a blank line between two), or saves the result of
+/// the one statement to `args.output`. Every statement over the warehouse alone is planned
+/// before any runs, so one that does not parse or would write stops them all; a statement over
+/// `events` is planned when the topic has been read for it (each such statement reads it).
 pub async fn run(
     settings: &Settings,
     args: &SqlArgs,
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<()> {
+    let ctx = session::new_context();
+    let statements = statements(&ctx, args)?;
     let output = match &args.output {
+        Some(path) if statements.len() > 1 => {
+            return Err(Error::Usage(format!(
+                "--output {} saves the result of one statement, and {} were given",
+                path.display(),
+                statements.len()
+            )));
+        }
         Some(path) => Some(Export::new(path, &settings.warehouse)?),
         None => None,
     };
-    let ctx = session::new_context();
-    let needed = needed_tables(&ctx, &args.query);
-    let reads_topic = needed.named.contains(TOPIC_TABLE);
-    let mut tables = match session::register_warehouse(&ctx, &settings.warehouse, &needed).await {
+    let needs: Vec<Needed> = statements
+        .iter()
+        .map(|sql| needed_tables(&ctx, sql))
+        .collect();
+    let reads_topic: Vec<bool> = needs
+        .iter()
+        .map(|n| n.named.contains(TOPIC_TABLE))
+        .collect();
+    let needed = Needed {
+        named: needs.iter().flat_map(|n| n.named.iter().cloned()).collect(),
+        all: needs.iter().any(|n| n.all),
+    };
+    let tables = match session::register_warehouse(&ctx, &settings.warehouse, &needed).await {
         Ok(tables) => tables,
-        // A statement over the topic alone needs no warehouse.
-        Err(QueryError::NoWarehouse { .. }) if reads_topic => Vec::new(),
+        // Statements over the topic alone need no warehouse.
+        Err(QueryError::NoWarehouse { .. })
+            if reads_topic.contains(&true)
+                && !needed.all
+                && needed.named.iter().all(|t| t == TOPIC_TABLE) =>
+        {
+            Vec::new()
+        }
         Err(e) => return Err(e.into()),
     };
-    if reads_topic {
-        if tables.iter().any(|t| t == TOPIC_TABLE) {
+    let label = |i: usize| match statements.len() {
+        1 => "statement".to_owned(),
+        n => format!("statement {} of {n}", i + 1),
+    };
+    let mut planned = Vec::with_capacity(statements.len());
+    for (i, sql) in statements.iter().enumerate() {
+        planned.push(match reads_topic[i] {
+            true => None,
+            false => Some(plan(&ctx, &label(i), sql, &tables).await?),
+        });
+    }
+    let read = match reads_topic.contains(&true) {
+        true if tables.iter().any(|t| t == TOPIC_TABLE) => {
             return Err(Error::Usage(format!(
                 "the warehouse has a table named {TOPIC_TABLE}, which is also the name of the topic's events; rename the table"
             )));
         }
-        let read = ReadSettings::from_args(&args.read, &settings.topic)?;
-        let (ranges, columns) = topic_read(settings, &read, &ctx, &args.query).await?;
-        let events =
-            pipeline::read_events(settings, &read, &ranges, columns.as_ref(), progress, cancel)
-                .await?;
-        tracing::info!(
-            topic = settings.topic,
-            messages = events.messages,
-            "read the topic for the events table"
-        );
-        if events.bad_records > 0 {
-            tracing::warn!(
-                topic = settings.topic,
-                bad_records = events.bad_records,
-                "messages that are not JSON objects are not in events"
-            );
+        true => Some(ReadSettings::from_args(&args.read, &settings.topic)?),
+        false => None,
+    };
+    for (i, (sql, frame)) in statements.iter().zip(planned).enumerate() {
+        let frame = match (frame, &read) {
+            (Some(frame), _) => frame,
+            (None, read) => {
+                let read = read.as_ref().ok_or_else(|| {
+                    Error::Usage(format!("{}: no read options for {TOPIC_TABLE}", label(i)))
+                })?;
+                register_events(settings, read, &ctx, sql, progress, cancel).await?;
+                let mut tables = tables.clone();
+                tables.push(TOPIC_TABLE.to_owned());
+                plan(&ctx, &label(i), sql, &tables).await?
+            }
+        };
+        if let Some(output) = &output {
+            let rows = output.write(frame).await?;
+            eprintln!("wrote {rows} rows to {}", output.path.display());
+            return Ok(());
         }
-        session::register_stream(&ctx, TOPIC_TABLE, events.schema, events.open)?;
-        tables.push(TOPIC_TABLE.to_owned());
+        if i > 0 {
+            println!();
+        }
+        print_result(frame, args).await?;
+        if reads_topic[i] {
+            ctx.deregister_table(TOPIC_TABLE).map_err(execute)?;
+        }
     }
-    let frame = plan(&ctx, &args.query, &tables).await?;
-    if let Some(output) = output {
-        let rows = output.write(frame).await?;
-        eprintln!("wrote {rows} rows to {}", output.path.display());
-        return Ok(());
+    Ok(())
+}
+
+/// Reads the topic for `sql` (narrowed by its conditions, only the columns it scans) and
+/// registers the decoded events as the `events` table of `ctx`.
+async fn register_events(
+    settings: &Settings,
+    read: &ReadSettings,
+    ctx: &SessionContext,
+    sql: &str,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let (ranges, columns) = topic_read(settings, read, ctx, sql).await?;
+    let events =
+        pipeline::read_events(settings, read, &ranges, columns.as_ref(), progress, cancel).await?;
+    tracing::info!(
+        topic = settings.topic,
+        messages = events.messages,
+        "read the topic for the events table"
+    );
+    if events.bad_records > 0 {
+        tracing::warn!(
+            topic = settings.topic,
+            bad_records = events.bad_records,
+            "messages that are not JSON objects are not in events"
+        );
     }
+    session::register_stream(ctx, TOPIC_TABLE, events.schema, events.open)?;
+    Ok(())
+}
+
+/// Runs `frame` and prints its result on stdout in the format of `args`.
+async fn print_result(frame: DataFrame, args: &SqlArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match args.format {
         OutputFormat::Table => {
@@ -218,10 +316,16 @@ pub async fn run(
     }
 }
 
-/// Plans one statement. A planning failure names the tables that exist.
-pub async fn plan(ctx: &SessionContext, sql: &str, tables: &[String]) -> Result<DataFrame> {
+/// Plans one statement, named `label` in messages. A planning failure names the tables that
+/// exist.
+async fn plan(
+    ctx: &SessionContext,
+    label: &str,
+    sql: &str,
+    tables: &[String],
+) -> Result<DataFrame> {
     let statement = Query {
-        name: format!("statement (warehouse tables: {})", tables.join(", ")),
+        name: format!("{label} (warehouse tables: {})", tables.join(", ")),
         sql: sql.to_owned(),
     };
     Ok(statement.plan(ctx).await?)
@@ -229,7 +333,7 @@ pub async fn plan(ctx: &SessionContext, sql: &str, tables: &[String]) -> Result<
 
 /// Plans and collects one statement.
 pub async fn query(ctx: &SessionContext, sql: &str, tables: &[String]) -> Result<Vec<RecordBatch>> {
-    let frame = plan(ctx, sql, tables).await?;
+    let frame = plan(ctx, "statement", sql, tables).await?;
     Ok(frame.collect().await.map_err(execute)?)
 }
 

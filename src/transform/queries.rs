@@ -8,6 +8,8 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
 use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::dialect::{Dialect, dialect_from_str};
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::QueryError;
 
@@ -77,6 +79,69 @@ impl Query {
     }
 }
 
+/// The statements of `script` (`bnetl sql "a; b"`, `bnetl sql -f FILE`, as `spark-sql -e`
+/// and `-f` take them), each as its own text: the script is cut at its semicolons, except
+/// those in a string, a quoted name or a comment. A piece with nothing but blanks and
+/// comments is not a statement. Err: the tokenizer's message (an unclosed quote or comment).
+pub fn split_statements(script: &str, dialect: &dyn Dialect) -> Result<Vec<String>, String> {
+    let tokens = Tokenizer::new(dialect, script)
+        .tokenize_with_location()
+        .map_err(|e| e.to_string())?;
+    // The (line, column) of each cutting semicolon, and whether the piece before it has a
+    // token other than blanks and comments.
+    let mut cuts = Vec::new();
+    let mut content = Vec::new();
+    let mut has_content = false;
+    for token in &tokens {
+        match token.token {
+            Token::SemiColon => {
+                cuts.push((token.span.start.line, token.span.start.column));
+                content.push(std::mem::take(&mut has_content));
+            }
+            Token::Whitespace(_) | Token::EOF => {}
+            _ => has_content = true,
+        }
+    }
+    content.push(has_content);
+    // Lines and columns count characters from 1, a newline starting a line, as the tokenizer
+    // counts them.
+    let mut bounds = Vec::with_capacity(cuts.len());
+    let mut next = cuts.iter().peekable();
+    let (mut line, mut column) = (1, 1);
+    for (at, c) in script.char_indices() {
+        if next.peek() == Some(&&(line, column)) {
+            bounds.push(at);
+            next.next();
+        }
+        if c == '\n' {
+            (line, column) = (line + 1, 1);
+        } else {
+            column += 1;
+        }
+    }
+    if bounds.len() != cuts.len() {
+        return Err("the statements' semicolons could not be located".to_owned());
+    }
+    let mut statements = Vec::new();
+    let mut start = 0;
+    for (i, &has_content) in content.iter().enumerate() {
+        let end = bounds.get(i).copied().unwrap_or(script.len());
+        if has_content {
+            statements.push(script[start..end].trim().to_owned());
+        }
+        // Past the semicolon (one byte).
+        start = end + 1;
+    }
+    Ok(statements)
+}
+
+/// The SQL dialect of `ctx` (DataFusion's `sql_parser.dialect`, generic by default).
+pub fn dialect(ctx: &SessionContext) -> Box<dyn Dialect> {
+    let name = ctx.state().config().options().sql_parser.dialect;
+    dialect_from_str(name)
+        .unwrap_or_else(|| Box::new(datafusion::sql::sqlparser::dialect::GenericDialect {}))
+}
+
 /// The kind of the first statement in `plan` that would write or change the session
 /// (`INSERT INTO`, `COPY TO`, `CREATE EXTERNAL TABLE`, `SET VARIABLE`, ...), if any; an
 /// `EXPLAIN` is looked into, since `EXPLAIN ANALYZE` runs its statement.
@@ -129,6 +194,41 @@ mod tests {
             Err(QueryError::Writes { kind, .. }) => Some(kind),
             Err(e) => panic!("{sql}: {e:?}"),
         }
+    }
+
+    fn split(script: &str) -> Vec<String> {
+        let ctx = crate::transform::session::new_context();
+        split_statements(script, dialect(&ctx).as_ref()).unwrap()
+    }
+
+    #[test]
+    fn a_script_splits_at_its_semicolons_and_nowhere_else() {
+        assert_eq!(split("SELECT 1"), ["SELECT 1"]);
+        assert_eq!(split("SELECT 1;"), ["SELECT 1"]);
+        assert_eq!(split(" SELECT 1 ; SELECT 2;\n"), ["SELECT 1", "SELECT 2"]);
+        // Semicolons in strings, quoted names and comments, and text after them on other
+        // lines, multibyte characters before them.
+        let script =
+            "SELECT 'a;b' AS \"x;y\" -- one; two\nFROM t;\n/* é; */ SELECT 'é'';' ;SELECT 3";
+        assert_eq!(
+            split(script),
+            [
+                "SELECT 'a;b' AS \"x;y\" -- one; two\nFROM t",
+                "/* é; */ SELECT 'é'';'",
+                "SELECT 3"
+            ]
+        );
+        // Blank pieces and pieces of comments only are not statements.
+        assert_eq!(split(";; SELECT 1;\n-- the end\n"), ["SELECT 1"]);
+        assert!(split("  ").is_empty());
+        assert!(split("-- nothing").is_empty());
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_an_error() {
+        let ctx = crate::transform::session::new_context();
+        let err = split_statements("SELECT 'a; SELECT 2", dialect(&ctx).as_ref()).unwrap_err();
+        assert!(err.contains("Unterminated"), "{err}");
     }
 
     #[tokio::test]
