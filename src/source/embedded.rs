@@ -60,7 +60,9 @@ const INSERT_BATCH: &str = "INSERT INTO batches
 
 /// The batches holding offsets `[?3, ?4)` of a partition, in offset order: from the last batch
 /// starting at or before `?3` (found through the primary key, not by a scan).
-const READ_BATCHES: &str = "SELECT base_offset, records FROM batches
+/// The batches of a range, from the one holding its start (base offset and row id: the
+/// records are read by row id, see [`read_blob`]).
+const READ_BATCHES: &str = "SELECT base_offset, rowid FROM batches
     WHERE topic = ?1 AND partition = ?2 AND base_offset < ?4
       AND base_offset >= (SELECT COALESCE(MAX(base_offset), ?3) FROM batches
                            WHERE topic = ?1 AND partition = ?2 AND base_offset <= ?3)
@@ -525,8 +527,10 @@ impl EmbeddedLog {
                 let mut rows = stmt
                     .query(params![topic, range.partition, range.start, range.end])
                     .map_err(read_err)?;
+                let mut records: Option<rusqlite::blob::Blob<'_>> = None;
                 while let Some(row) = rows.next().map_err(read_err)? {
                     let base: i64 = row.get(0).map_err(read_err)?;
+                    let row_id: i64 = row.get(1).map_err(read_err)?;
                     let corrupt = |at| SourceError::CorruptBatch {
                         log: self.path.clone(),
                         topic: topic.to_owned(),
@@ -534,10 +538,8 @@ impl EmbeddedLog {
                         base_offset: base,
                         at,
                     };
-                    // One copy of the row; its messages' keys and values are slices of it.
-                    let bytes = Bytes::copy_from_slice(
-                        blob(row.get_ref(1).map_err(read_err)?).ok_or_else(|| corrupt(0))?,
-                    );
+                    // One copy of the batch; its messages' keys and values are slices of it.
+                    let bytes = read_blob(tx, &mut records, row_id).map_err(read_err)?;
                     for (offset, record) in (base..).zip(frame::Records::new(&bytes)) {
                         let record = record.map_err(corrupt)?;
                         if offset < range.start {
@@ -586,6 +588,34 @@ fn blob(value: ValueRef<'_>) -> Option<&[u8]> {
         ValueRef::Blob(bytes) => Some(bytes),
         _ => None,
     }
+}
+
+/// The records of the batch in row `row_id`, read from the database's pages into a buffer of
+/// their size: SQLite's incremental blob reading, through `handle` (opened at the first batch,
+/// moved to each next row). A row value would be assembled whole by SQLite first, then copied.
+fn read_blob<'c>(
+    conn: &'c Connection,
+    handle: &mut Option<rusqlite::blob::Blob<'c>>,
+    row_id: i64,
+) -> rusqlite::Result<Bytes> {
+    let blob = match handle {
+        Some(blob) => {
+            blob.reopen(row_id)?;
+            blob
+        }
+        None => {
+            handle.insert(conn.blob_open(rusqlite::MAIN_DB, "batches", "records", row_id, true)?)
+        }
+    };
+    let len = blob.len();
+    let mut buffer = Vec::with_capacity(len);
+    let read = blob
+        .raw_read_at_exact(&mut buffer.spare_capacity_mut()[..len], 0)?
+        .len();
+    // SAFETY: `raw_read_at_exact` returned, so it initialized the first `read` (= `len`)
+    // bytes of the spare capacity; zeroing them first would be a pass over every batch.
+    unsafe { buffer.set_len(read) };
+    Ok(Bytes::from(buffer))
 }
 
 /// Reads `range` from a log's `records` table (a row per record, before batches).
