@@ -202,9 +202,10 @@ pub async fn run(
     };
     let mut planned = Vec::with_capacity(statements.len());
     for (i, sql) in statements.iter().enumerate() {
-        planned.push(match reads_topic[i] {
-            true => None,
-            false => Some(plan(&ctx, &label(i), sql, &tables).await?),
+        planned.push(if reads_topic[i] {
+            None
+        } else {
+            Some(plan(&ctx, &label(i), sql, &tables).await?)
         });
     }
     let read = match reads_topic.contains(&true) {
