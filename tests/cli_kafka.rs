@@ -546,4 +546,11 @@ fn one_run_and_sql_over_the_topic_read_a_multi_partition_topic_on_the_broker() {
         ),
         "n\n0\n"
     );
+    // Several statements in one session: each over the topic reads it for itself.
+    assert_eq!(
+        bnetl.sql_csv(
+            r#"SELECT COUNT(*) AS n FROM events WHERE "partition" = 2; SELECT COUNT(*) AS t FROM purchases; SELECT COUNT(*) AS e FROM events"#
+        ),
+        "n\n33\n\nt\n99\n\ne\n99\n"
+    );
 }
