@@ -374,6 +374,13 @@ fn sql_over_the_topic_reads_its_events_within_the_read_options_and_writes_nothin
         "event_type,n\ndefault,37\npurchase_shield,29\npurchase_sword,25\npurchase_knife,20\nupgrade_sword,10\nupgrade_shield,7\n"
     );
     assert!(!bnetl.warehouse().exists(), "a query wrote the warehouse");
+    // So are statements about it, alone or several.
+    let described = bnetl.sql_csv("DESCRIBE events; SELECT COUNT(*) AS n FROM events");
+    assert!(
+        described.contains("event_type,Utf8") && described.ends_with("\nn\n128\n"),
+        "{described}"
+    );
+    assert!(!bnetl.warehouse().exists(), "a query wrote the warehouse");
 
     // The jobs' read options bound the read.
     let first_ten = bnetl.ok(&[

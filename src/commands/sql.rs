@@ -188,9 +188,9 @@ pub async fn run(
         Ok(tables) => tables,
         // Statements over the topic alone need no warehouse.
         Err(QueryError::NoWarehouse { .. })
-            if reads_topic.contains(&true)
-                && !needed.all
-                && needed.named.iter().all(|t| t == TOPIC_TABLE) =>
+            if needs
+                .iter()
+                .all(|n| n.named.contains(TOPIC_TABLE) && n.named.len() == 1) =>
         {
             Vec::new()
         }
@@ -235,10 +235,7 @@ pub async fn run(
             eprintln!("wrote {rows} rows to {}", output.path.display());
             return Ok(());
         }
-        if i > 0 {
-            println!();
-        }
-        print_result(frame, args).await?;
+        print_result(frame, args, i > 0).await?;
         if reads_topic[i] {
             ctx.deregister_table(TOPIC_TABLE).map_err(execute)?;
         }
@@ -275,9 +272,14 @@ async fn register_events(
     Ok(())
 }
 
-/// Runs `frame` and prints its result on stdout in the format of `args`.
-async fn print_result(frame: DataFrame, args: &SqlArgs) -> Result<()> {
+/// Runs `frame` and prints its result on stdout in the format of `args`, after a blank line
+/// when it is not the first.
+async fn print_result(frame: DataFrame, args: &SqlArgs, after_another: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
+    if after_another {
+        out.write_all(b"\n")
+            .map_err(Error::io("write the result to stdout"))?;
+    }
     match args.format {
         OutputFormat::Table => {
             let limit = (args.rows > 0).then_some(args.rows);

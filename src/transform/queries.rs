@@ -109,7 +109,16 @@ pub fn split_statements(script: &str, dialect: &dyn Dialect) -> Result<Vec<Strin
     let mut next = cuts.iter().peekable();
     let (mut line, mut column) = (1, 1);
     for (at, c) in script.char_indices() {
-        if next.peek() == Some(&&(line, column)) {
+        if let Some(&&(cut_line, cut_column)) = next.peek()
+            && (cut_line, cut_column) == (line, column)
+        {
+            // The tokenizer reads the inside of a `/*! ... */` comment hint as SQL, but places
+            // its tokens where the comment starts: such a `;` is not where it says.
+            if c != ';' {
+                return Err(format!(
+                    "a `;` inside a `/*! */` comment (line {cut_line}) is not supported"
+                ));
+            }
             bounds.push(at);
             next.next();
         }
@@ -225,10 +234,25 @@ mod tests {
     }
 
     #[test]
-    fn an_unclosed_quote_is_an_error() {
+    fn an_unclosed_quote_and_a_semicolon_in_a_comment_hint_are_errors() {
         let ctx = crate::transform::session::new_context();
-        let err = split_statements("SELECT 'a; SELECT 2", dialect(&ctx).as_ref()).unwrap_err();
+        let dialect = dialect(&ctx);
+        let err = split_statements("SELECT 'a; SELECT 2", dialect.as_ref()).unwrap_err();
         assert!(err.contains("Unterminated"), "{err}");
+        // The tokenizer reads `/*! */` as SQL and misplaces what is in it.
+        for script in [
+            "SELECT 1 /*!é12; x*/",
+            "SELECT 1 /*!;*/ , 2",
+            "SELECT 1 /*! hint; */",
+        ] {
+            let err = split_statements(script, dialect.as_ref()).unwrap_err();
+            assert!(err.contains("/*! */"), "{script}: {err}");
+        }
+        // CRLF, tabs and text before a `;` count as the tokenizer counts them.
+        assert_eq!(
+            split("SELECT '日本'\t;\r\nSELECT 2"),
+            ["SELECT '日本'", "SELECT 2"]
+        );
     }
 
     #[tokio::test]
