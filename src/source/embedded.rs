@@ -60,9 +60,10 @@ const INSERT_BATCH: &str = "INSERT INTO batches
 
 /// The batches holding offsets `[?3, ?4)` of a partition, in offset order: from the last batch
 /// starting at or before `?3` (found through the primary key, not by a scan).
-/// The batches of a range, from the one holding its start (base offset and row id: the
-/// records are read by row id, see [`read_blob`]).
-const READ_BATCHES: &str = "SELECT base_offset, rowid FROM batches
+/// The batches of a range, from the one holding its start (base offset, row id and whether
+/// the records are a blob: they are read by row id, see [`read_blob`]; `typeof` reads only the
+/// row's header).
+const READ_BATCHES: &str = "SELECT base_offset, rowid, typeof(records) = 'blob' FROM batches
     WHERE topic = ?1 AND partition = ?2 AND base_offset < ?4
       AND base_offset >= (SELECT COALESCE(MAX(base_offset), ?3) FROM batches
                            WHERE topic = ?1 AND partition = ?2 AND base_offset <= ?3)
@@ -538,6 +539,9 @@ impl EmbeddedLog {
                         base_offset: base,
                         at,
                     };
+                    if !row.get::<_, bool>(2).map_err(read_err)? {
+                        return Err(corrupt(0));
+                    }
                     // One copy of the batch; its messages' keys and values are slices of it.
                     let bytes = read_blob(tx, &mut records, row_id).map_err(read_err)?;
                     for (offset, record) in (base..).zip(frame::Records::new(&bytes)) {
@@ -957,6 +961,40 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_batch_that_is_not_a_blob_or_not_frames_is_named_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::new(dir.path());
+        log.writer()
+            .unwrap()
+            .append("events", &[record("1"), record("2")])
+            .unwrap();
+        let all = [OffsetRange {
+            partition: 0,
+            start: 0,
+            end: 2,
+        }];
+        let conn = Connection::open(log.path()).unwrap();
+        for damage in ["42", "X'0102'"] {
+            conn.execute(&format!("UPDATE batches SET records = {damage}"), [])
+                .unwrap();
+            let err = log
+                .read("events", &all, 10, &mut |_| ControlFlow::Continue(()))
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    SourceError::CorruptBatch {
+                        partition: 0,
+                        base_offset: 0,
+                        ..
+                    }
+                ),
+                "{damage}: {err}"
+            );
+        }
     }
 
     #[test]
