@@ -298,7 +298,8 @@ pub struct SqlArgs {
     #[arg(required_unless_present = "file", conflicts_with = "file")]
     pub query: Option<String>,
 
-    /// Read the statements from FILE (`;` between them, `--` comments), as `spark-sql -f`
+    /// Read the statements from FILE (`;` between them, `--` comments), as `spark-sql -f`;
+    /// `-f -` reads them from standard input
     #[arg(long, short = 'f', value_name = "FILE")]
     pub file: Option<PathBuf>,
 

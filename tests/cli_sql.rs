@@ -101,6 +101,22 @@ fn several_statements_run_in_turn_from_the_argument_or_a_file_as_spark_sql_runs_
         "n\n128\n\ntext\na;b\n"
     );
 
+    // `-f -`: from standard input.
+    let mut piped = bnetl
+        .cmd(&["sql", "--format", "csv", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut piped.stdin.take().unwrap(),
+        b"SELECT COUNT(*) AS n FROM extracted_events;\nSELECT 2 AS two;\n",
+    )
+    .unwrap();
+    let piped = piped.wait_with_output().unwrap();
+    assert!(piped.status.success(), "{piped:?}");
+    assert_eq!(String::from_utf8_lossy(&piped.stdout), "n\n128\n\ntwo\n2\n");
+
     // A statement over the topic between two over the warehouse reads the topic for itself.
     assert_eq!(
         stdout(&[

@@ -130,14 +130,20 @@ async fn topic_read(
 fn statements(ctx: &SessionContext, args: &SqlArgs) -> Result<Vec<String>> {
     let (script, from) = match (&args.query, &args.file) {
         (Some(query), _) => (query.clone(), "the query argument".to_owned()),
-        (None, Some(path)) => (
-            std::fs::read_to_string(path).map_err(|source| QueryError::Read {
+        (None, Some(path)) => {
+            let (read, from) = if path.as_os_str() == "-" {
+                let read = std::io::read_to_string(std::io::stdin().lock());
+                (read, "standard input".to_owned())
+            } else {
+                (std::fs::read_to_string(path), path.display().to_string())
+            };
+            let script = read.map_err(|source| QueryError::Read {
                 name: "statements".to_owned(),
-                path: path.display().to_string(),
+                path: from.clone(),
                 source,
-            })?,
-            path.display().to_string(),
-        ),
+            })?;
+            (script, from)
+        }
         (None, None) => return Err(Error::Usage("give a statement, or --file FILE".into())),
     };
     let statements = queries::split_statements(&script, queries::dialect(ctx).as_ref())
