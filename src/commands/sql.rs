@@ -206,14 +206,6 @@ pub async fn run(
         1 => "statement".to_owned(),
         n => format!("statement {} of {n}", i + 1),
     };
-    let mut planned = Vec::with_capacity(statements.len());
-    for (i, sql) in statements.iter().enumerate() {
-        planned.push(if reads_topic[i] {
-            None
-        } else {
-            Some(plan(&ctx, &label(i), sql, &tables).await?)
-        });
-    }
     let read = match reads_topic.contains(&true) {
         true if tables.iter().any(|t| t == TOPIC_TABLE) => {
             return Err(Error::Usage(format!(
@@ -223,13 +215,17 @@ pub async fn run(
         true => Some(ReadSettings::from_args(&args.read, &settings.topic)?),
         false => None,
     };
-    for (i, (sql, frame)) in statements.iter().zip(planned).enumerate() {
-        let frame = match (frame, &read) {
-            (Some(frame), _) => frame,
-            (None, read) => {
-                let read = read.as_ref().ok_or_else(|| {
-                    Error::Usage(format!("{}: no read options for {TOPIC_TABLE}", label(i)))
-                })?;
+    let mut planned = Vec::with_capacity(statements.len());
+    for (i, sql) in statements.iter().enumerate() {
+        planned.push(match &read {
+            Some(read) if reads_topic[i] => Planned::OverTopic(read),
+            _ => Planned::Ready(plan(&ctx, &label(i), sql, &tables).await?),
+        });
+    }
+    for (i, (sql, planned)) in statements.iter().zip(planned).enumerate() {
+        let frame = match planned {
+            Planned::Ready(frame) => frame,
+            Planned::OverTopic(read) => {
                 register_events(settings, read, &ctx, sql, progress, cancel).await?;
                 let mut tables = tables.clone();
                 tables.push(TOPIC_TABLE.to_owned());
@@ -247,6 +243,14 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// A statement of `bnetl sql` before it runs.
+enum Planned<'r> {
+    /// Over the warehouse alone: planned.
+    Ready(DataFrame),
+    /// Over `events`: planned once the topic is read for it, with these options.
+    OverTopic(&'r ReadSettings),
 }
 
 /// Reads the topic for `sql` (narrowed by its conditions, only the columns it scans) and

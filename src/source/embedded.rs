@@ -59,10 +59,9 @@ const INSERT_BATCH: &str = "INSERT INTO batches
     VALUES (?1, ?2, ?3, ?4, ?5)";
 
 /// The batches holding offsets `[?3, ?4)` of a partition, in offset order: from the last batch
-/// starting at or before `?3` (found through the primary key, not by a scan).
-/// The batches of a range, from the one holding its start (base offset, row id and whether
-/// the records are a blob: they are read by row id, see [`read_blob`]; `typeof` reads only the
-/// row's header).
+/// starting at or before `?3` (found through the primary key, not by a scan). Each as its base
+/// offset, its row id (the records are read by row id, see [`read_blob`]) and whether its
+/// records are a blob (`typeof` reads only the row's header).
 const READ_BATCHES: &str = "SELECT base_offset, rowid, typeof(records) = 'blob' FROM batches
     WHERE topic = ?1 AND partition = ?2 AND base_offset < ?4
       AND base_offset >= (SELECT COALESCE(MAX(base_offset), ?3) FROM batches
