@@ -159,17 +159,69 @@ fn several_statements_run_in_turn_from_the_argument_or_a_file_as_spark_sql_runs_
     assert!(stderr.contains("/no/such/file.sql"), "{stderr}");
 }
 
+/// A statement over the warehouse's tables (or all of them, as `SHOW TABLES`) names the
+/// missing warehouse; one over no table runs without it, and creates nothing.
 #[test]
-fn a_missing_warehouse_is_named() {
+fn a_missing_warehouse_is_named_and_a_statement_over_no_table_needs_none() {
     let bnetl = Bnetl::new();
-    let stderr = bnetl.fails(&["sql", "SELECT 1"], 2);
+    for sql in ["SELECT COUNT(*) FROM extracted_events", "SHOW TABLES"] {
+        let stderr = bnetl.fails(&["sql", sql], 2);
+        assert!(
+            stderr.contains("warehouse") && stderr.contains("does not exist"),
+            "{sql}: {stderr}"
+        );
+        assert!(
+            stderr.contains(bnetl.warehouse().to_str().unwrap()),
+            "{sql}: {stderr}"
+        );
+    }
+    assert_eq!(
+        bnetl.sql_csv("SELECT 1 AS one; VALUES (2)"),
+        "one\n1\n\ncolumn1\n2\n"
+    );
+    assert!(!bnetl.warehouse().exists(), "sql created the warehouse");
+}
+
+/// `EXPLAIN` and `EXPLAIN ANALYZE` print their plans whole, each under its name, as spark-sql
+/// prints a plan (a table of 20-character cells would cut them); CSV keeps them as rows.
+#[test]
+fn explain_prints_each_plan_whole_under_its_name() {
+    let bnetl = extracted();
+    let sql = "EXPLAIN SELECT Host, COUNT(*) AS n FROM extracted_events GROUP BY Host";
+    let text = String::from_utf8(bnetl.ok(&["sql", sql]).stdout).unwrap();
+    let logical = text
+        .find("== logical_plan ==\n")
+        .unwrap_or_else(|| panic!("{text}"));
+    let physical = text
+        .find("\n\n== physical_plan ==\n")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(logical == 0 && physical > logical, "{text}");
     assert!(
-        stderr.contains("warehouse") && stderr.contains("does not exist"),
-        "{stderr}"
+        text[..physical].contains("Aggregate: groupBy=[[extracted_events.Host]]"),
+        "{text}"
     );
     assert!(
-        stderr.contains(bnetl.warehouse().to_str().unwrap()),
-        "{stderr}"
+        text[physical..].contains("AggregateExec") && text.contains("projection=[Host]"),
+        "{text}"
+    );
+    assert!(!text.contains("..."), "nothing cut: {text}");
+    let analyzed = String::from_utf8(
+        bnetl
+            .ok(&[
+                "sql",
+                "EXPLAIN ANALYZE SELECT event_type, COUNT(*) FROM extracted_events GROUP BY event_type",
+            ])
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        analyzed.starts_with("== Plan with Metrics ==\n") && analyzed.contains("output_rows="),
+        "{analyzed}"
+    );
+    let csv = bnetl.sql_csv(sql);
+    assert!(
+        csv.starts_with("plan_type,plan\nlogical_plan,") && csv.contains("physical_plan,"),
+        "{csv}"
     );
 }
 

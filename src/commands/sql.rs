@@ -1,8 +1,9 @@
 //! `bnetl sql`: statements (one, several separated by `;`, or a file of them) over the
 //! warehouse tables, and over `events`, the topic's decoded events (the jobs' input table:
 //! read only when a statement names it, bounded by the read options), each result printed as
-//! a table (the first rows, as Spark's `show()`), CSV or JSON lines, or one statement's saved
-//! to a file with `--output`. It only reads: statements that would write are refused (see
+//! a table (the first rows, as Spark's `show()`; an `EXPLAIN`'s plans whole, as spark-sql
+//! prints them), CSV or JSON lines, or one statement's saved to a file with `--output`. A
+//! statement over no table (`SELECT 1`) needs no warehouse. It only reads: statements that would write are refused (see
 //! [`crate::transform::queries`]).
 
 use std::collections::BTreeSet;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::dataframe::DataFrame;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast;
@@ -66,6 +68,16 @@ fn needed_tables(ctx: &SessionContext, sql: &str) -> Needed {
     Needed {
         named: tables.iter().map(|r| r.table().to_owned()).collect(),
         all: !catalog.is_empty() || !is_query(&statement),
+    }
+}
+
+/// Whether a statement needs the warehouse to exist: it names one of its tables, or it names
+/// none and needs them all (`SHOW TABLES`). One about the topic's `events` alone (`DESCRIBE
+/// events` too) or a query over no table (`SELECT 1`, `VALUES (1)`) does not.
+fn needs_warehouse(needed: &Needed) -> bool {
+    match needed.named.contains(TOPIC_TABLE) {
+        true => needed.named.len() > 1,
+        false => !needed.named.is_empty() || needed.all,
     }
 }
 
@@ -192,14 +204,8 @@ pub async fn run(
     };
     let tables = match session::register_warehouse(&ctx, &settings.warehouse, &needed).await {
         Ok(tables) => tables,
-        // Statements over the topic alone need no warehouse.
-        Err(QueryError::NoWarehouse { .. })
-            if needs
-                .iter()
-                .all(|n| n.named.contains(TOPIC_TABLE) && n.named.len() == 1) =>
-        {
-            Vec::new()
-        }
+        // Statements over the topic alone, or over no table (`SELECT 1`), need no warehouse.
+        Err(QueryError::NoWarehouse { .. }) if !needs.iter().any(needs_warehouse) => Vec::new(),
         Err(e) => return Err(e.into()),
     };
     let label = |i: usize| match statements.len() {
@@ -291,6 +297,12 @@ async fn print_result(frame: DataFrame, args: &SqlArgs, after_another: bool) -> 
             .map_err(Error::io("write the result to stdout"))?;
     }
     match args.format {
+        OutputFormat::Table if is_explain(&frame) => {
+            // A plan's rows are few, and a limit cannot sit above an EXPLAIN.
+            let batches = frame.collect().await.map_err(execute)?;
+            out.write_all(plans_text(&batches, args.truncate).as_bytes())
+                .map_err(Error::io("write the result to stdout"))
+        }
         OutputFormat::Table => {
             let limit = (args.rows > 0).then_some(args.rows);
             // One row more than shown says whether there are more.
@@ -544,6 +556,43 @@ pub fn print(
     }
 }
 
+/// Whether `frame` is an `EXPLAIN` (or `EXPLAIN ANALYZE`): its result is plans, one a row.
+fn is_explain(frame: &DataFrame) -> bool {
+    matches!(
+        frame.logical_plan(),
+        LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)
+    )
+}
+
+/// An `EXPLAIN`'s result as spark-sql prints one: each plan whole, under its name
+/// (`== physical_plan ==`), a blank line between two. Anything but the two columns of a
+/// plan's name and text is shown as a table.
+fn plans_text(batches: &[RecordBatch], truncate: usize) -> String {
+    if batches.iter().any(|b| b.num_columns() != 2) {
+        return show(batches, truncate);
+    }
+    let options = FormatOptions::default().with_null("");
+    let mut blocks = Vec::new();
+    for batch in batches {
+        let formatted: std::result::Result<Vec<_>, _> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect();
+        let Ok(columns) = formatted else {
+            return show(batches, truncate);
+        };
+        for row in 0..batch.num_rows() {
+            blocks.push(format!(
+                "== {} ==\n{}\n",
+                columns[0].value(row),
+                columns[1].value(row).to_string().trim_end()
+            ));
+        }
+    }
+    blocks.join("\n")
+}
+
 /// Renders batches as Spark's `DataFrame.show(truncate)` does: values longer than `truncate`
 /// characters are cut to `truncate - 3` plus `...`, and cells are right-aligned (left-aligned
 /// when `truncate` is 0), with `null` for nulls.
@@ -689,32 +738,43 @@ mod tests {
         );
     }
 
+    /// Each case: the statement, the tables it names, whether it needs them all, and whether
+    /// it needs the warehouse to exist.
     #[test]
     fn queries_need_only_the_tables_they_name_and_catalog_statements_need_all() {
         let ctx = session::new_context();
-        let cases: [(&str, &[&str], bool); 10] = [
-            ("SELECT 1", &[], false),
-            ("SELECT COUNT(*) FROM Sales", &["Sales"], false),
+        let cases: [(&str, &[&str], bool, bool); 11] = [
+            ("SELECT 1", &[], false, false),
+            ("VALUES (1), (2)", &[], false, false),
+            ("SELECT COUNT(*) FROM Sales", &["Sales"], false, true),
             (
                 "WITH p AS (SELECT * FROM purchases) SELECT * FROM p JOIN events e ON p.Host = e.Host",
                 &["events", "purchases"],
                 false,
+                true,
             ),
             (
                 "SELECT * FROM _bad_records WHERE table_name IN (SELECT 'x' FROM public.transformed_events)",
                 &["_bad_records", "transformed_events"],
                 false,
+                true,
             ),
-            ("EXPLAIN SELECT * FROM purchases", &["purchases"], false),
-            ("SHOW TABLES", &[], true),
-            ("DESCRIBE purchases", &["purchases"], true),
-            ("DESCRIBE events", &["events"], true),
-            ("SELECT * FROM information_schema.columns", &[], true),
-            ("SELEKT nonsense", &[], true),
+            (
+                "EXPLAIN SELECT * FROM purchases",
+                &["purchases"],
+                false,
+                true,
+            ),
+            ("SHOW TABLES", &[], true, true),
+            ("DESCRIBE purchases", &["purchases"], true, true),
+            ("DESCRIBE events", &["events"], true, false),
+            ("SELECT * FROM information_schema.columns", &[], true, true),
+            ("SELEKT nonsense", &[], true, true),
         ];
-        for (sql, named, all) in cases {
+        for (sql, named, all, warehouse) in cases {
             let needed = needed_tables(&ctx, sql);
             let expected: BTreeSet<String> = named.iter().map(|t| t.to_string()).collect();
+            assert_eq!(needs_warehouse(&needed), warehouse, "{sql}");
             assert_eq!((needed.named, needed.all), (expected, all), "{sql}");
         }
     }
