@@ -39,6 +39,15 @@ fn csv_and_json_formats_suit_scripts() {
         String::from_utf8(json).unwrap(),
         "{\"event_type\":\"default\",\"offset\":0}\n{\"event_type\":\"default\",\"offset\":1}\n"
     );
+    // No rows: CSV still has its header (pandas reads it as an empty frame), show() its
+    // column names, JSON lines nothing.
+    let none = "SELECT Host, event_type FROM extracted_events WHERE Host = 'nobody'";
+    assert_eq!(bnetl.sql_csv(none), "Host,event_type\n");
+    assert_eq!(
+        String::from_utf8(bnetl.ok(&["sql", none]).stdout).unwrap(),
+        "+----+----------+\n|Host|event_type|\n+----+----------+\n+----+----------+\n"
+    );
+    assert!(bnetl.ok(&["sql", "--format", "json", none]).stdout.is_empty());
 }
 
 #[test]

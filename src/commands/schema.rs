@@ -66,5 +66,5 @@ pub async fn run(settings: &Settings, args: &SchemaArgs) -> Result<()> {
     let batch =
         RecordBatch::try_new(schema, columns).map_err(Error::arrow("build the schema listing"))?;
     let mut out = std::io::stdout().lock();
-    sql::print(&mut out, &[batch], args.format, 0).map_err(Error::io("write the schema to stdout"))
+    sql::print(&mut out, &batch, args.format, 0).map_err(Error::io("write the schema to stdout"))
 }

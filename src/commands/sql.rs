@@ -9,8 +9,10 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::LogicalPlan;
@@ -304,6 +306,7 @@ async fn print_result(frame: DataFrame, args: &SqlArgs, after_another: bool) -> 
                 .map_err(Error::io("write the result to stdout"))
         }
         OutputFormat::Table => {
+            let schema = Arc::clone(frame.schema().inner());
             let limit = (args.rows > 0).then_some(args.rows);
             // One row more than shown says whether there are more.
             let frame = match limit {
@@ -314,6 +317,8 @@ async fn print_result(frame: DataFrame, args: &SqlArgs, after_another: bool) -> 
             let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
             let shown = match limit {
                 Some(n) if total > n => first_rows(&batches, n)?,
+                // No rows: the header alone, as show() prints it.
+                _ if batches.is_empty() => vec![RecordBatch::new_empty(schema)],
                 _ => batches,
             };
             let mut text = show(&shown, args.truncate);
@@ -328,7 +333,7 @@ async fn print_result(frame: DataFrame, args: &SqlArgs, after_another: bool) -> 
         }
         format => {
             let mut stream = frame.execute_stream().await.map_err(execute)?;
-            let mut writer = RowWriter::new(&mut out, format);
+            let mut writer = RowWriter::new(&mut out, format, stream.schema());
             while let Some(batch) = stream.next().await {
                 writer
                     .write(&batch.map_err(execute)?)
@@ -490,7 +495,7 @@ impl Export {
                     OutputFormat::Json
                 };
                 let mut out = std::io::BufWriter::new(file);
-                let mut writer = RowWriter::new(&mut out, format);
+                let mut writer = RowWriter::new(&mut out, format, schema);
                 while let Some(batch) = stream.next().await {
                     let batch = batch.map_err(execute)?;
                     rows += batch.num_rows() as u64;
@@ -504,53 +509,71 @@ impl Export {
     }
 }
 
-/// CSV (one header row) or JSON lines, written batch by batch.
-enum RowWriter<W: Write> {
+/// CSV (one header row, also for a result without rows, as pandas and Spark expect of a CSV
+/// file) or JSON lines (nothing for no rows), written batch by batch.
+struct RowWriter<W: Write> {
+    format: Rows<W>,
+    schema: SchemaRef,
+    started: bool,
+}
+
+enum Rows<W: Write> {
     Csv(Box<arrow::csv::Writer<W>>),
     Json(arrow::json::LineDelimitedWriter<W>),
 }
 
 impl<W: Write> RowWriter<W> {
-    fn new(out: W, format: OutputFormat) -> Self {
-        match format {
-            OutputFormat::Json => RowWriter::Json(arrow::json::LineDelimitedWriter::new(out)),
-            OutputFormat::Csv | OutputFormat::Table => RowWriter::Csv(Box::new(
+    /// A writer of rows of `schema` to `out` (CSV for [`OutputFormat::Table`] too).
+    fn new(out: W, format: OutputFormat, schema: SchemaRef) -> Self {
+        let format = match format {
+            OutputFormat::Json => Rows::Json(arrow::json::LineDelimitedWriter::new(out)),
+            OutputFormat::Csv | OutputFormat::Table => Rows::Csv(Box::new(
                 arrow::csv::WriterBuilder::new()
                     .with_header(true)
                     .build(out),
             )),
+        };
+        RowWriter {
+            format,
+            schema,
+            started: false,
         }
     }
 
     fn write(&mut self, batch: &RecordBatch) -> std::io::Result<()> {
-        match self {
-            RowWriter::Csv(writer) => writer.write(batch).map_err(std::io::Error::other),
-            RowWriter::Json(writer) => writer.write(batch).map_err(std::io::Error::other),
+        self.started = true;
+        match &mut self.format {
+            Rows::Csv(writer) => writer.write(batch).map_err(std::io::Error::other),
+            Rows::Json(writer) => writer.write(batch).map_err(std::io::Error::other),
         }
     }
 
-    fn finish(self) -> std::io::Result<()> {
-        match self {
-            RowWriter::Csv(_) => Ok(()),
-            RowWriter::Json(mut writer) => writer.finish().map_err(std::io::Error::other),
+    fn finish(mut self) -> std::io::Result<()> {
+        if !self.started {
+            // The CSV header, from the result's schema.
+            self.write(&RecordBatch::new_empty(Arc::clone(&self.schema)))?;
+        }
+        match self.format {
+            Rows::Csv(_) => Ok(()),
+            Rows::Json(mut writer) => writer.finish().map_err(std::io::Error::other),
         }
     }
 }
 
-/// Writes `batches` in `format`.
+/// Writes `batch` (a command's own result: a schema, a status) in `format`.
 pub fn print(
     out: &mut impl Write,
-    batches: &[RecordBatch],
+    batch: &RecordBatch,
     format: OutputFormat,
     truncate: usize,
 ) -> std::io::Result<()> {
     match format {
-        OutputFormat::Table => out.write_all(show(batches, truncate).as_bytes()),
+        OutputFormat::Table => {
+            out.write_all(show(std::slice::from_ref(batch), truncate).as_bytes())
+        }
         format => {
-            let mut writer = RowWriter::new(out, format);
-            for batch in batches {
-                writer.write(batch)?;
-            }
+            let mut writer = RowWriter::new(out, format, batch.schema());
+            writer.write(batch)?;
             writer.finish()
         }
     }
@@ -729,12 +752,26 @@ mod tests {
     }
 
     #[test]
-    fn csv_has_a_header_row() {
-        let mut out = Vec::new();
-        print(&mut out, &[batch()], OutputFormat::Csv, 20).unwrap();
+    fn csv_has_a_header_row_also_without_rows_and_json_lines_nothing() {
+        let csv = |batches: &[RecordBatch], format| {
+            let mut out = Vec::new();
+            let mut writer = RowWriter::new(&mut out, format, batch().schema());
+            for batch in batches {
+                writer.write(batch).unwrap();
+            }
+            writer.finish().unwrap();
+            String::from_utf8(out).unwrap()
+        };
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            csv(&[batch()], OutputFormat::Csv),
             "event_type,event_count\ndefault,37\npurchase_shield,29\n,1\n"
+        );
+        assert_eq!(csv(&[], OutputFormat::Csv), "event_type,event_count\n");
+        assert_eq!(csv(&[], OutputFormat::Json), "");
+        let empty = RecordBatch::new_empty(batch().schema());
+        assert_eq!(
+            show(&[empty], 20),
+            "+----------+-----------+\n|event_type|event_count|\n+----------+-----------+\n+----------+-----------+\n"
         );
     }
 

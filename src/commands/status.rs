@@ -68,7 +68,7 @@ pub async fn run(settings: &Settings, args: &StatusArgs) -> Result<()> {
     }
     let batch = rows.finish()?;
     let mut out = std::io::stdout().lock();
-    sql::print(&mut out, &[batch], args.format, 0).map_err(Error::io("write the status to stdout"))
+    sql::print(&mut out, &batch, args.format, 0).map_err(Error::io("write the status to stdout"))
 }
 
 /// Data files under a table.
