@@ -47,7 +47,12 @@ fn csv_and_json_formats_suit_scripts() {
         String::from_utf8(bnetl.ok(&["sql", none]).stdout).unwrap(),
         "+----+----------+\n|Host|event_type|\n+----+----------+\n+----+----------+\n"
     );
-    assert!(bnetl.ok(&["sql", "--format", "json", none]).stdout.is_empty());
+    assert!(
+        bnetl
+            .ok(&["sql", "--format", "json", none])
+            .stdout
+            .is_empty()
+    );
 }
 
 #[test]
@@ -587,4 +592,57 @@ fn conditions_on_partition_offset_and_timestamp_narrow_the_topic_read() {
         assert_eq!(rows, expected, "{query}");
         assert!(!log.contains("narrow the read"), "{query}: {log}");
     }
+}
+
+/// A partition column reads back with its committed type, as Spark infers it (an integer
+/// sorts and sums as one: `MAX(level)` is 12, not the text "9"), the default partition
+/// (null) as null, and a condition on it still prunes folders.
+#[test]
+fn partition_columns_read_back_with_their_types_and_the_default_partition_as_null() {
+    let bnetl = Bnetl::new();
+    let mut events: String = (1..=12)
+        .map(|i| format!("{{\"event_type\":\"default\",\"Host\":\"h\",\"level\":{i}}}\n"))
+        .collect();
+    events.push_str("{\"event_type\":\"default\",\"Host\":\"h\"}\n");
+    bnetl.produce(events.as_bytes());
+    bnetl.ok(&["extract", "--partition-by", "level", "--table", "bylevel"]);
+    bnetl.ok(&[
+        "transform",
+        "--partition-by",
+        "event_date",
+        "--table",
+        "bydate",
+    ]);
+    assert!(bnetl.warehouse().join("bylevel/level=12").is_dir());
+    assert_eq!(
+        bnetl.sql_csv(
+            "SELECT MAX(level) AS top, SUM(level) AS total, COUNT(level) AS known, COUNT(*) AS all_rows FROM bylevel"
+        ),
+        "top,total,known,all_rows\n12,78,12,13\n"
+    );
+    assert_eq!(
+        bnetl.sql_csv(
+            "SELECT level IS NULL AS missing, level FROM bylevel ORDER BY level NULLS FIRST LIMIT 3"
+        ),
+        "missing,level\ntrue,\nfalse,1\nfalse,2\n"
+    );
+    let described = bnetl.sql_csv("DESCRIBE bylevel");
+    assert!(described.contains("level,Int64,YES"), "{described}");
+    let plan = bnetl.sql_csv("EXPLAIN SELECT COUNT(*) FROM bylevel WHERE level = 3");
+    assert!(
+        plan.contains("full_filters=[CAST(nullif(bylevel.level"),
+        "the condition reaches the listing: {plan}"
+    );
+    assert_eq!(
+        bnetl.sql_csv("SELECT COUNT(*) AS n FROM bylevel WHERE level = 3"),
+        "n\n1\n"
+    );
+    assert_eq!(
+        bnetl.sql_csv(
+            "SELECT arrow_typeof(event_date) AS t, COUNT(*) AS n FROM bydate WHERE event_date >= DATE '2000-01-01' GROUP BY 1"
+        ),
+        "t,n\nDate32,13\n"
+    );
+    let tables = bnetl.sql_csv("SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1");
+    assert!(tables.contains("bylevel,BASE TABLE"), "{tables}");
 }

@@ -137,6 +137,16 @@ pub struct Commit {
     pub schema: Vec<super::TableColumn>,
 }
 
+/// What a query reads of a table: the files of its last complete version, and the table's
+/// columns as its latest commit records them (empty for a log older than schemas).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Data files, relative to the warehouse root.
+    pub files: BTreeSet<String>,
+    /// The committed schema.
+    pub columns: Vec<super::TableColumn>,
+}
+
 /// What a table holds as of one version: the commits since its last overwrite, folded. Kept
 /// every [`CHECKPOINT_INTERVAL`] versions in `<table>/_bnetl_log/<version>.checkpoint.json`, a
 /// cache of what the commits say: a reader that cannot read one reads the commits, or an older
@@ -690,7 +700,7 @@ impl TableLog {
     /// published or all its files are already in place (an overwrite deleting the files it
     /// replaces), else the version before it (its files are all still there: publishing
     /// deletes only after every new file is in). `None` for a table with no commit log.
-    pub async fn snapshot(&self) -> Result<Option<BTreeSet<String>>, SinkError> {
+    pub async fn snapshot(&self) -> Result<Option<Snapshot>, SinkError> {
         let listing = self.listing().await?;
         let Some(&latest) = listing.versions.last() else {
             return Ok(None);
@@ -706,11 +716,14 @@ impl TableLog {
             );
             latest - 1
         };
-        Ok(Some(
-            self.state_from(complete, &listing, Some(&commit))
-                .await?
-                .files,
-        ))
+        let files = self
+            .state_from(complete, &listing, Some(&commit))
+            .await?
+            .files;
+        Ok(Some(Snapshot {
+            files,
+            columns: commit.schema,
+        }))
     }
 
     /// True when every file of `commit` is at its final place.
@@ -1359,7 +1372,7 @@ mod tests {
         let (latest, state) = log.state().await.unwrap().unwrap();
         assert_eq!((latest.version, &state), (250, &expected));
         assert_eq!(state.files.len(), 250);
-        assert_eq!(log.snapshot().await.unwrap().unwrap(), expected.files);
+        assert_eq!(log.snapshot().await.unwrap().unwrap().files, expected.files);
         // A run that stalled since version 49 cannot claim the expired version 50, nor one
         // still in the log at or below the checkpoint.
         for version in [50, 150] {

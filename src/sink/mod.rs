@@ -654,6 +654,6 @@ mod tests {
             assert!(!staging.exists(), "{} left behind", staging.display());
         }
         let files = TableLog::new(&warehouse, "kept").snapshot().await.unwrap();
-        assert_eq!(files.map(|f| f.len()), Some(1));
+        assert_eq!(files.map(|s| s.files.len()), Some(1));
     }
 }

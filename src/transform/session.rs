@@ -2,21 +2,32 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::streaming::StreamingTable;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Column;
 use datafusion::common::TableReference;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::ListingOptions;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::datasource::{TableType, ViewTable, provider_as_source};
 use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::functions::expr_fn::nullif;
+use datafusion::logical_expr::{
+    Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown, cast, lit,
+};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::QueryError;
 use crate::sink::read_only::ReadOnlyStore;
-use crate::sink::{SinkError, TableLog, Warehouse};
+use crate::sink::{SinkError, TableColumn, TableLog, Warehouse};
 
 /// A session configured for bnetl's tables.
 ///
@@ -125,7 +136,7 @@ impl Needed {
 
 /// Registers the tables of the warehouse that `needed` asks for, under their folder names
 /// exactly (as identifiers are not normalized: `Sales` is `Sales`), Hive partition columns
-/// included (as strings), through a [`ReadOnlyStore`] that shows each table's last complete
+/// included (with their committed types, see [`listing_table`]), through a [`ReadOnlyStore`] that shows each table's last complete
 /// version. Returns the names of every table in the warehouse.
 ///
 /// A table whose commit log is damaged (unreadable JSON, a lost commit) fails the statements
@@ -158,13 +169,17 @@ pub async fn register_warehouse(
     // finished here (a query only reads). `_bad_records` shows the bad records of every table.
     let mut visible = BTreeMap::new();
     let mut damaged = BTreeSet::new();
+    let mut columns: BTreeMap<&str, Vec<TableColumn>> = BTreeMap::new();
     for table in &tables {
         if table == bad_records || !(needed.wants(table) || needed.wants(bad_records)) {
             continue;
         }
         let folders = [table.clone(), crate::sink::bad_records_folder(table)];
         let files = match TableLog::new(warehouse, table).snapshot().await {
-            Ok(Some(files)) => files,
+            Ok(Some(snapshot)) => {
+                columns.insert(table, snapshot.columns);
+                snapshot.files
+            }
             // No commit log: a folder of Parquet files as another tool wrote it, shown whole.
             Ok(None) => continue,
             Err(e @ (SinkError::Corrupt { .. } | SinkError::MissingVersion { .. }))
@@ -206,22 +221,116 @@ pub async fn register_warehouse(
         let partition_cols = warehouse
             .partition_columns(table)
             .await
-            .map_err(|e| unreadable(table, DataFusionError::External(Box::new(e))))?
-            .into_iter()
-            .map(|c| (c, DataType::Utf8))
-            .collect();
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
-            .with_table_partition_cols(partition_cols);
-        ctx.register_listing_table(
-            TableReference::bare(table.as_str()),
-            &location,
-            options,
-            None,
-            None,
-        )
-        .await
-        .map_err(|source| unreadable(table, source))?;
+            .map_err(|e| unreadable(table, DataFusionError::External(Box::new(e))))?;
+        let committed = columns.get(table.as_str()).map_or(&[][..], Vec::as_slice);
+        let provider = listing_table(ctx, table, &location, partition_cols, committed)
+            .await
+            .map_err(|source| unreadable(table, source))?;
+        ctx.register_table(TableReference::bare(table.as_str()), provider)
+            .map_err(|source| unreadable(table, source))?;
     }
     Ok(tables)
+}
+
+/// The table of Parquet files at `location`, Hive partition columns included. DataFusion
+/// reads a partition folder's value as text, and `__HIVE_DEFAULT_PARTITION__` as that text;
+/// Spark reads it as null, and a partition column with its type (`level=12` an integer, so
+/// that `MAX(level)` is 12, not `9`). Here each partition column is read as its committed type
+/// (text when the log records none, a folder of files another tool wrote), with the default
+/// partition as null: the listing is wrapped in a projection that does the casts, which
+/// conditions on the column still go through, so they still prune folders.
+async fn listing_table(
+    ctx: &SessionContext,
+    table: &str,
+    location: &str,
+    partition_cols: Vec<String>,
+    committed: &[TableColumn],
+) -> datafusion::error::Result<Arc<dyn TableProvider>> {
+    let typed: Vec<(String, DataType)> = partition_cols
+        .into_iter()
+        .map(|name| {
+            let data_type = committed
+                .iter()
+                .find(|c| c.name == name)
+                .and_then(|c| DataType::from_str(&c.data_type).ok())
+                .unwrap_or(DataType::Utf8);
+            (name, data_type)
+        })
+        .collect();
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(
+            typed
+                .iter()
+                .map(|(name, _)| (name.clone(), DataType::Utf8))
+                .collect(),
+        );
+    let path = ListingTableUrl::parse(location)?.with_table_ref(TableReference::bare(table));
+    let schema = options.infer_schema(&ctx.state(), &path).await?;
+    let config = ListingTableConfig::new(path)
+        .with_listing_options(options)
+        .with_schema(schema);
+    let listing = Arc::new(
+        ListingTable::try_new(config)?
+            .with_cache(ctx.runtime_env().cache_manager.get_file_statistic_cache()),
+    );
+    if typed.is_empty() {
+        return Ok(listing);
+    }
+    let schema = listing.schema();
+    let projection = schema.fields().iter().map(|field| {
+        let column = Expr::Column(Column::new_unqualified(field.name()));
+        match typed.iter().find(|(name, _)| name == field.name()) {
+            Some((name, data_type)) => {
+                let value = nullif(column, lit(crate::sink::partition::DEFAULT_PARTITION));
+                let value = match data_type {
+                    DataType::Utf8 => value,
+                    other => cast(value, other.clone()),
+                };
+                value.alias(name)
+            }
+            None => column,
+        }
+    });
+    let plan = LogicalPlanBuilder::scan(table, provider_as_source(listing), None)?
+        .project(projection)?
+        .build()?;
+    Ok(Arc::new(BaseTable(ViewTable::new(plan, None))))
+}
+
+/// A table defined by a plan ([`ViewTable`]) that the catalog lists as a table, not a view:
+/// the partitioned tables of [`listing_table`], which are tables to their users.
+#[derive(Debug)]
+struct BaseTable(ViewTable);
+
+#[async_trait::async_trait]
+impl TableProvider for BaseTable {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn get_logical_plan(&self) -> Option<std::borrow::Cow<'_, LogicalPlan>> {
+        self.0.get_logical_plan()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        self.0.scan(state, projection, filters, limit).await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        self.0.supports_filters_pushdown(filters)
+    }
 }
