@@ -104,12 +104,48 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     let mut cause = e.source();
     while let Some(c) = cause {
         let next = c.to_string();
-        // `#[error(transparent)]` wrappers repeat their cause's text; say it once.
-        if !text.ends_with(&next) {
+        // `#[error(transparent)]` wrappers repeat their cause's text, and DataFusion's SQL
+        // errors their parser error's (`SQL error: ParserError("Expected: ...")`, then `sql
+        // parser error: Expected: ...`); say it once.
+        let said = next
+            .split_once(": ")
+            .map_or(next.as_str(), |(_, rest)| rest);
+        if !text.ends_with(&next) && !text.contains(said) {
             text.push_str(": ");
             text.push_str(&next);
         }
         cause = c.source();
     }
-    text
+    // DataFusion ends its internal errors with a request to report a bug in DataFusion; to a
+    // user of bnetl the first sentence is the message (a type mismatch reaches it that way).
+    text.replace(DATAFUSION_BUG_REQUEST, "")
+}
+
+/// The request DataFusion appends to the text of an internal error.
+const DATAFUSION_BUG_REQUEST: &str = ".\nThis issue was likely caused by a bug in DataFusion's code. Please help us to resolve this by filing a bug report in our issue tracker: https://github.com/apache/datafusion/issues";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::error::DataFusionError;
+
+    #[test]
+    fn a_chain_says_each_message_once_without_datafusions_bug_request() {
+        let internal = DataFusionError::Internal("Function 'sum' failed to match".into());
+        assert_eq!(
+            chain(&internal),
+            "Internal error: Function 'sum' failed to match"
+        );
+        let parsed =
+            datafusion::sql::parser::DFParser::parse_sql("SELEC 1").expect_err("does not parse");
+        let text = chain(&parsed);
+        assert_eq!(
+            text.matches("Expected: an SQL statement").count(),
+            1,
+            "{text}"
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let wrapped = DataFusionError::External(Box::new(io));
+        assert_eq!(chain(&wrapped), "External error: no such file");
+    }
 }

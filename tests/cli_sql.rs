@@ -77,6 +77,21 @@ fn bad_sql_is_a_usage_error() {
     bnetl.fails(&["sql", "SELECT no_such_column FROM extracted_events"], 2);
     let stderr = bnetl.fails(&["sql", "SELECT 'unclosed; SELECT 2"], 2);
     assert!(stderr.contains("Unterminated string"), "{stderr}");
+    // The Kafka column `offset` after a comma reads as an OFFSET clause: the error says so.
+    let stderr = bnetl.fails(&["sql", "SELECT Host, offset FROM extracted_events"], 2);
+    assert!(
+        stderr.contains("`offset` after a comma reads as an OFFSET clause: quote the column"),
+        "{stderr}"
+    );
+    assert_eq!(
+        bnetl.sql_csv("SELECT Host, \"offset\" FROM extracted_events ORDER BY \"offset\" LIMIT 1"),
+        "Host,offset\nuser1.comcast.com,0\n"
+    );
+    let stderr = bnetl.fails(&["sql", "SELECT SUM(event_type) FROM extracted_events"], 2);
+    assert!(
+        stderr.contains("sum(Utf8View)") && !stderr.contains("bug in DataFusion"),
+        "{stderr}"
+    );
     let stderr = bnetl.fails(&["sql", " ; -- nothing"], 2);
     assert!(stderr.contains("no statement"), "{stderr}");
 }

@@ -18,9 +18,11 @@ pub enum QueryError {
         #[source]
         source: std::io::Error,
     },
-    #[error("query {name} is invalid")]
+    #[error("query {name} is invalid{hint}")]
     Plan {
         name: String,
+        /// What to try, when bnetl can tell (led by a space), or empty.
+        hint: String,
         #[source]
         source: DataFusionError,
     },

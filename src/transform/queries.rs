@@ -6,9 +6,11 @@ use std::path::Path;
 
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::dataframe::DataFrame;
+use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::dialect::{Dialect, dialect_from_str};
+use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::QueryError;
@@ -62,13 +64,23 @@ impl Query {
     pub async fn plan(&self, ctx: &SessionContext) -> Result<DataFrame, QueryError> {
         let invalid = |source| QueryError::Plan {
             name: self.name.clone(),
+            hint: String::new(),
             source,
         };
-        let plan = ctx
-            .state()
-            .create_logical_plan(&self.sql)
-            .await
-            .map_err(invalid)?;
+        let plan = match ctx.state().create_logical_plan(&self.sql).await {
+            Ok(plan) => plan,
+            Err(source) => {
+                let hint = match source.find_root() {
+                    DataFusionError::SQL(..) => keyword_hint(&self.sql, dialect(ctx).as_ref()),
+                    _ => String::new(),
+                };
+                return Err(QueryError::Plan {
+                    name: self.name.clone(),
+                    hint,
+                    source,
+                });
+            }
+        };
         if let Some(kind) = writing_statement(&plan) {
             return Err(QueryError::Writes {
                 name: self.name.clone(),
@@ -77,6 +89,32 @@ impl Query {
         }
         ctx.execute_logical_plan(plan).await.map_err(invalid)
     }
+}
+
+/// What to do about a statement that does not parse because a column named like a keyword
+/// ends the select list: `SELECT Host, offset FROM t` (the Kafka column `offset`) reads as a
+/// trailing comma and an `OFFSET` clause, as DataFusion's parser allows a trailing comma
+/// there. Empty when the statement has no such name.
+fn keyword_hint(sql: &str, dialect: &dyn Dialect) -> String {
+    let Ok(tokens) = Tokenizer::new(dialect, sql).tokenize() else {
+        return String::new();
+    };
+    let mut words = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .peekable();
+    while let Some(token) = words.next() {
+        if let (Token::Comma, Some(Token::Word(word))) = (token, words.peek())
+            && word.quote_style.is_none()
+            && word.keyword == Keyword::OFFSET
+        {
+            return format!(
+                " (`{}` after a comma reads as an OFFSET clause: quote the column, \"offset\" or `offset`)",
+                word.value
+            );
+        }
+    }
+    String::new()
 }
 
 /// The statements of `script` (`bnetl sql "a; b"`, `bnetl sql -f FILE`, as `spark-sql -e`
