@@ -144,8 +144,14 @@ fn validate_topic(topic: &str) -> Result<()> {
 /// A table name is one folder under the warehouse, visible to readers, and a value of the
 /// `_bad_records` table's `table_name` partition. It is kept to characters that neither Hive's
 /// escaping nor object stores' path encoding change (a `%`, `:` or `é` would be encoded in the
-/// folder name, and readers would then look for another folder).
+/// folder name, and readers would then look for another folder). `events` is the name SQL
+/// gives the topic's events: a table of that name would hide them from `bnetl sql`.
 fn validate_table(name: &str) -> Result<()> {
+    if name == crate::transform::session::EVENTS_TABLE {
+        return Err(Error::Usage(format!(
+            "invalid table name {name:?}: it is the name of the topic's events in SQL (the jobs' queries and bnetl sql read them as {name})"
+        )));
+    }
     let legal = !name.is_empty()
         && !name.starts_with('.')
         && !name.starts_with('_')
@@ -321,6 +327,7 @@ mod tests {
             "a:b",
             "a b",
             "événements",
+            "events",
         ] {
             assert!(validate_table(bad).is_err(), "{bad:?}");
         }

@@ -379,3 +379,24 @@ fn many_partition_values_sort_the_rest_and_keep_few_files_open() {
         [60]
     );
 }
+
+/// Names that would mislead: a table named `events` would hide the topic's events from SQL,
+/// `_bad_records` has no status of its own, and a data folder without a warehouse (a typo)
+/// is said to be one, not shown as an empty status.
+#[test]
+fn misleading_table_names_and_a_missing_warehouse_are_usage_errors() {
+    let bnetl = Bnetl::new();
+    let stderr = bnetl.fails(&["status"], 2);
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    bnetl.produce(b"{\"event_type\":\"default\",\"Host\":\"h\"}\n");
+    let stderr = bnetl.fails(&["extract", "--table", "events"], 2);
+    assert!(
+        stderr.contains("invalid table name \"events\"") && stderr.contains("topic's events"),
+        "{stderr}"
+    );
+    assert!(!bnetl.warehouse().join("events").exists());
+    bnetl.ok(&["extract"]);
+    let stderr = bnetl.fails(&["status", "_bad_records"], 2);
+    assert!(stderr.contains("not a table of its own"), "{stderr}");
+    assert_eq!(bnetl.lag("extracted_events"), 0);
+}

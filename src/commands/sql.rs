@@ -36,7 +36,7 @@ use std::ops::ControlFlow;
 use tokio_util::sync::CancellationToken;
 
 /// The table of the topic's decoded events, as the jobs' queries name it.
-pub const TOPIC_TABLE: &str = "events";
+pub const TOPIC_TABLE: &str = session::EVENTS_TABLE;
 
 /// The tables a statement names, and whether it needs every warehouse table: a statement
 /// other than a query (or the EXPLAIN of one), such as `SHOW TABLES` or `DESCRIBE`, one over

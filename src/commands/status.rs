@@ -21,7 +21,18 @@ use crate::source::offsets::Watermark;
 /// Prints the status of one table or of every table.
 pub async fn run(settings: &Settings, args: &StatusArgs) -> Result<()> {
     let warehouse = &settings.warehouse;
+    if !warehouse.exists().await? {
+        return Err(Error::Usage(format!(
+            "warehouse {} does not exist (write a table first: bnetl extract)",
+            warehouse.url()
+        )));
+    }
     let tables = match &args.table {
+        Some(table) if table == BAD_RECORDS_TABLE => {
+            return Err(Error::Usage(format!(
+                "{BAD_RECORDS_TABLE} is not a table of its own: each table commits its bad records with its rows, and its status counts them (bnetl status TABLE)"
+            )));
+        }
         Some(table) => vec![table.clone()],
         None => warehouse
             .tables()

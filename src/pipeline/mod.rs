@@ -617,7 +617,7 @@ async fn write_events(
     } else {
         session::new_context()
     };
-    session::register_stream(&ctx, "events", schema, open)?;
+    session::register_stream(&ctx, session::EVENTS_TABLE, schema, open)?;
     let frame = job.query.plan(&ctx).await?;
     let stream = frame
         .execute_stream()

@@ -29,6 +29,9 @@ use super::QueryError;
 use crate::sink::read_only::ReadOnlyStore;
 use crate::sink::{SinkError, TableColumn, TableLog, Warehouse};
 
+/// The table of the topic's decoded events, as the jobs' queries and `bnetl sql` name it.
+pub const EVENTS_TABLE: &str = "events";
+
 /// A session configured for bnetl's tables.
 ///
 /// Identifier normalization is off: `SELECT Host FROM gamer` finds the column `Host`, as the
