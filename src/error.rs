@@ -110,7 +110,8 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         let said = next
             .split_once(": ")
             .map_or(next.as_str(), |(_, rest)| rest);
-        if !text.ends_with(&next) && !text.contains(said) {
+        let repeated = said.len() >= 24 && text.contains(said);
+        if !text.ends_with(&next) && !repeated {
             text.push_str(": ");
             text.push_str(&next);
         }

@@ -92,6 +92,18 @@ fn bad_sql_is_a_usage_error() {
         stderr.contains("sum(Utf8View)") && !stderr.contains("bug in DataFusion"),
         "{stderr}"
     );
+    // DataFusion parses TABLESAMPLE and reads the whole table: refused, not a wrong count.
+    let stderr = bnetl.fails(
+        &[
+            "sql",
+            "SELECT COUNT(*) FROM extracted_events TABLESAMPLE (10 PERCENT)",
+        ],
+        2,
+    );
+    assert!(
+        stderr.contains("TABLESAMPLE") && stderr.contains("WHERE random() < 0.1"),
+        "{stderr}"
+    );
     let stderr = bnetl.fails(&["sql", " ; -- nothing"], 2);
     assert!(stderr.contains("no statement"), "{stderr}");
 }
