@@ -38,7 +38,8 @@ pub const EVENTS_TABLE: &str = "events";
 /// seed's Spark SQL did, instead of looking for `host`. Names with a dash are quoted:
 /// `"User-Agent"`. Casts of UTC timestamps to dates are computed by division
 /// ([`super::utc_date`]); `starts_with` with a prefix holding `_`, `%` or `\` is not run as a LIKE
-/// ([`super::starts_with`]).
+/// ([`super::starts_with`]); `date_format` reads a pattern without `%` as Spark's
+/// ([`super::spark_format`]).
 pub fn new_context() -> SessionContext {
     new_context_with_partitions(SessionConfig::new().target_partitions())
 }
@@ -54,6 +55,7 @@ pub fn new_context_with_partitions(partitions: usize) -> SessionContext {
     let ctx = SessionContext::new_with_config(config);
     ctx.add_optimizer_rule(Arc::new(super::utc_date::UtcDateCast));
     ctx.register_udf(super::starts_with::StartsWith::udf());
+    ctx.register_udf(super::spark_format::DateFormat::udf());
     ctx
 }
 
