@@ -104,6 +104,18 @@ fn bad_sql_is_a_usage_error() {
         stderr.contains("TABLESAMPLE") && stderr.contains("WHERE random() < 0.1"),
         "{stderr}"
     );
+    // A statement that fails while it runs is named by its place among them.
+    let stderr = bnetl.fails(
+        &[
+            "sql",
+            "SELECT 1; SELECT CAST(Host AS INT) FROM extracted_events",
+        ],
+        1,
+    );
+    assert!(
+        stderr.contains("statement 2 of 2 failed") && stderr.contains("Cannot cast string"),
+        "{stderr}"
+    );
     let stderr = bnetl.fails(&["sql", " ; -- nothing"], 2);
     assert!(stderr.contains("no statement"), "{stderr}");
 }

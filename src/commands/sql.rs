@@ -20,6 +20,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast;
 use futures::StreamExt;
+use unicode_width::UnicodeWidthStr;
 
 use crate::cli::{OutputFormat, SqlArgs};
 use crate::decode::{self, SchemaInference};
@@ -245,7 +246,7 @@ pub async fn run(
             eprintln!("wrote {rows} rows to {}", output.path.display());
             return Ok(());
         }
-        print_result(frame, args, i > 0).await?;
+        print_result(frame, args, &label(i), i > 0).await?;
         if reads_topic[i] {
             ctx.deregister_table(TOPIC_TABLE).map_err(execute)?;
         }
@@ -290,9 +291,18 @@ async fn register_events(
     Ok(())
 }
 
-/// Runs `frame` and prints its result on stdout in the format of `args`, after a blank line
-/// when it is not the first.
-async fn print_result(frame: DataFrame, args: &SqlArgs, after_another: bool) -> Result<()> {
+/// Runs `frame` (the statement `label`, in messages) and prints its result on stdout in the
+/// format of `args`, after a blank line when it is not the first.
+async fn print_result(
+    frame: DataFrame,
+    args: &SqlArgs,
+    label: &str,
+    after_another: bool,
+) -> Result<()> {
+    let execute = |source| QueryError::Execute {
+        name: label.to_owned(),
+        source,
+    };
     let mut out = std::io::stdout().lock();
     if after_another {
         out.write_all(b"\n")
@@ -661,14 +671,10 @@ pub fn show(batches: &[RecordBatch], truncate: usize) -> String {
             );
         }
     }
+    // Columns are as wide as their values are on screen: a CJK character takes two places,
+    // as Spark's show() counts it.
     let widths: Vec<usize> = (0..schema.fields().len())
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].chars().count())
-                .max()
-                .unwrap_or(0)
-                .max(3)
-        })
+        .map(|i| rows.iter().map(|r| r[i].width()).max().unwrap_or(0).max(3))
         .collect();
     let separator: String = widths
         .iter()
@@ -680,10 +686,11 @@ pub fn show(batches: &[RecordBatch], truncate: usize) -> String {
             .iter()
             .zip(&widths)
             .map(|(cell, w)| {
+                let pad = " ".repeat(w.saturating_sub(cell.width()));
                 if truncate > 0 {
-                    format!("|{cell:>w$}")
+                    format!("|{pad}{cell}")
                 } else {
-                    format!("|{cell:<w$}")
+                    format!("|{cell}{pad}")
                 }
             })
             .collect();
@@ -738,6 +745,17 @@ mod tests {
 +---------------+-----------+
 ";
         assert_eq!(show(&[batch()], 20), expected);
+    }
+
+    #[test]
+    fn wide_characters_take_two_places_as_show_counts_them() {
+        let schema = Arc::new(Schema::new(vec![Field::new("u", DataType::Utf8, true)]));
+        let column = Arc::new(StringArray::from(vec!["日本語", "ab"]));
+        let batch = RecordBatch::try_new(schema, vec![column]).unwrap();
+        assert_eq!(
+            show(&[batch], 20),
+            "+------+\n|     u|\n+------+\n|日本語|\n|    ab|\n+------+\n"
+        );
     }
 
     #[test]
