@@ -9,6 +9,40 @@ pub mod utc_date;
 
 use datafusion::error::DataFusionError;
 
+/// The methods of a `ScalarUDFImpl` that wraps one of DataFusion's functions (its field
+/// `builtin`) and hands them on unchanged: name and aliases (registered, it replaces the
+/// builtin), signature and return type. The wrapper writes the methods it changes.
+macro_rules! delegate_to_builtin {
+    () => {
+        fn name(&self) -> &str {
+            self.builtin.name()
+        }
+
+        fn aliases(&self) -> &[String] {
+            self.builtin.aliases()
+        }
+
+        fn signature(&self) -> &datafusion::logical_expr::Signature {
+            self.builtin.signature()
+        }
+
+        fn return_type(
+            &self,
+            args: &[arrow::datatypes::DataType],
+        ) -> datafusion::common::Result<arrow::datatypes::DataType> {
+            self.builtin.return_type(args)
+        }
+
+        fn return_field_from_args(
+            &self,
+            args: datafusion::logical_expr::ReturnFieldArgs,
+        ) -> datafusion::common::Result<arrow::datatypes::FieldRef> {
+            self.builtin.return_field_from_args(args)
+        }
+    };
+}
+pub(crate) use delegate_to_builtin;
+
 /// Failures planning or running SQL.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {

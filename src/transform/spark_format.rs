@@ -10,11 +10,8 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::{Result, ScalarValue, plan_err};
-use datafusion::logical_expr::{
-    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-};
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl};
 
 /// DataFusion's `to_char` (alias `date_format`), reading a pattern without `%` as Spark's.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -32,25 +29,7 @@ impl DateFormat {
 }
 
 impl ScalarUDFImpl for DateFormat {
-    fn name(&self) -> &str {
-        self.builtin.name()
-    }
-
-    fn aliases(&self) -> &[String] {
-        self.builtin.aliases()
-    }
-
-    fn signature(&self) -> &Signature {
-        self.builtin.signature()
-    }
-
-    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
-        self.builtin.return_type(args)
-    }
-
-    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        self.builtin.return_field_from_args(args)
-    }
+    super::delegate_to_builtin!();
 
     fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let spark = match args.args.get(1) {
@@ -169,6 +148,7 @@ mod tests {
     use super::*;
     use arrow::array::AsArray;
     use arrow::compute::cast;
+    use arrow::datatypes::DataType;
 
     #[test]
     fn spark_patterns_become_the_chrono_patterns_that_print_the_same() {

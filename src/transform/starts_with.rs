@@ -9,12 +9,8 @@
 
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
-use datafusion::logical_expr::{
-    ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-};
+use datafusion::logical_expr::{ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl};
 use std::sync::Arc;
-
-use arrow::datatypes::{DataType, FieldRef};
 
 /// DataFusion's `starts_with`, kept a function call when its prefix has LIKE's wildcards or
 /// its escape character.
@@ -33,21 +29,7 @@ impl StartsWith {
 }
 
 impl ScalarUDFImpl for StartsWith {
-    fn name(&self) -> &str {
-        self.builtin.name()
-    }
-
-    fn signature(&self) -> &Signature {
-        self.builtin.signature()
-    }
-
-    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
-        self.builtin.return_type(args)
-    }
-
-    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        self.builtin.return_field_from_args(args)
-    }
+    super::delegate_to_builtin!();
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         self.builtin.invoke_with_args(args)
