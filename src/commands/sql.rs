@@ -3,8 +3,8 @@
 //! read only when a statement names it, bounded by the read options), each result printed as
 //! a table (the first rows, as Spark's `show()`; an `EXPLAIN`'s plans whole, as spark-sql
 //! prints them), CSV or JSON lines, or one statement's saved to a file with `--output`. A
-//! statement over no table (`SELECT 1`) needs no warehouse. It only reads: statements that would write are refused (see
-//! [`crate::transform::queries`]).
+//! statement over no table (`SELECT 1`) needs no warehouse. It only reads: statements that
+//! would write are refused (see [`crate::transform::queries`]).
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -78,9 +78,10 @@ fn needed_tables(ctx: &SessionContext, sql: &str) -> Needed {
 /// none and needs them all (`SHOW TABLES`). One about the topic's `events` alone (`DESCRIBE
 /// events` too) or a query over no table (`SELECT 1`, `VALUES (1)`) does not.
 fn needs_warehouse(needed: &Needed) -> bool {
-    match needed.named.contains(TOPIC_TABLE) {
-        true => needed.named.len() > 1,
-        false => !needed.named.is_empty() || needed.all,
+    if needed.named.contains(TOPIC_TABLE) {
+        needed.named.len() > 1
+    } else {
+        !needed.named.is_empty() || needed.all
     }
 }
 

@@ -17,15 +17,16 @@ use crate::pipeline;
 use crate::settings::Settings;
 use crate::sink::{Commit, TableLog, TableState};
 use crate::source::offsets::Watermark;
+use crate::transform::QueryError;
 
 /// Prints the status of one table or of every table.
 pub async fn run(settings: &Settings, args: &StatusArgs) -> Result<()> {
     let warehouse = &settings.warehouse;
     if !warehouse.exists().await? {
-        return Err(Error::Usage(format!(
-            "warehouse {} does not exist (write a table first: bnetl extract)",
-            warehouse.url()
-        )));
+        return Err(QueryError::NoWarehouse {
+            location: warehouse.url().to_string(),
+        }
+        .into());
     }
     let tables = match &args.table {
         Some(table) if table == BAD_RECORDS_TABLE => {

@@ -79,15 +79,18 @@ pub struct TableColumn {
 }
 
 impl TableColumn {
+    /// Its Arrow type; Err names the column and the type the log records.
+    pub fn arrow_type(&self) -> Result<DataType, String> {
+        DataType::from_str(&self.data_type).map_err(|e| {
+            format!(
+                "column {} has an unknown type {}: {e}",
+                self.name, self.data_type
+            )
+        })
+    }
+
     fn field(&self) -> Result<Field, String> {
-        DataType::from_str(&self.data_type)
-            .map(|t| Field::new(&self.name, t, true))
-            .map_err(|e| {
-                format!(
-                    "column {} has an unknown type {}: {e}",
-                    self.name, self.data_type
-                )
-            })
+        self.arrow_type().map(|t| Field::new(&self.name, t, true))
     }
 }
 

@@ -10,7 +10,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
 use datafusion::prelude::SessionContext;
-use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{TableFactor, Visit, Visitor};
 use datafusion::sql::sqlparser::dialect::{Dialect, dialect_from_str};
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -65,45 +65,50 @@ impl Query {
     /// ([`QueryError::Writes`]): it is refused after planning, before anything runs (DataFusion
     /// runs DDL as soon as it plans it, so `SessionContext::sql` cannot be used).
     pub async fn plan(&self, ctx: &SessionContext) -> Result<DataFrame, QueryError> {
-        let invalid = |source| QueryError::Plan {
+        let invalid = |hint: String, source| QueryError::Plan {
             name: self.name.clone(),
-            hint: String::new(),
+            hint,
             source,
         };
-        if samples(&self.sql, dialect(ctx).as_ref()) {
-            return Err(QueryError::Plan {
-                name: self.name.clone(),
-                hint: " (DataFusion would read the whole table; sample with a condition such as WHERE random() < 0.1)".to_owned(),
-                source: DataFusionError::NotImplemented("TABLESAMPLE".to_owned()),
-            });
+        // Parsed once, as `create_logical_plan` would, so that the statement is looked at
+        // before it is planned.
+        let state = ctx.state();
+        let statement =
+            match state.sql_to_statement(&self.sql, &state.config().options().sql_parser.dialect) {
+                Ok(statement) => statement,
+                Err(source) => {
+                    let hint = match source.find_root() {
+                        DataFusionError::SQL(..) => keyword_hint(&self.sql, dialect(ctx).as_ref()),
+                        _ => String::new(),
+                    };
+                    return Err(invalid(hint, source));
+                }
+            };
+        if sampled(&statement) {
+            return Err(invalid(
+                " (DataFusion would read the whole table; sample with a condition such as WHERE random() < 0.1)".to_owned(),
+                DataFusionError::NotImplemented("TABLESAMPLE".to_owned()),
+            ));
         }
-        let plan = match ctx.state().create_logical_plan(&self.sql).await {
-            Ok(plan) => plan,
-            Err(source) => {
-                let hint = match source.find_root() {
-                    DataFusionError::SQL(..) => keyword_hint(&self.sql, dialect(ctx).as_ref()),
-                    _ => String::new(),
-                };
-                return Err(QueryError::Plan {
-                    name: self.name.clone(),
-                    hint,
-                    source,
-                });
-            }
-        };
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(|source| invalid(String::new(), source))?;
         if let Some(kind) = writing_statement(&plan) {
             return Err(QueryError::Writes {
                 name: self.name.clone(),
                 kind,
             });
         }
-        ctx.execute_logical_plan(plan).await.map_err(invalid)
+        ctx.execute_logical_plan(plan)
+            .await
+            .map_err(|source| invalid(String::new(), source))
     }
 }
 
-/// Whether `sql` samples a table (`FROM t TABLESAMPLE (10 PERCENT)`): DataFusion parses the
-/// clause and reads the whole table, a count ten times too large with no error.
-fn samples(sql: &str, dialect: &dyn Dialect) -> bool {
+/// Whether `statement` samples a table (`FROM t TABLESAMPLE (10 PERCENT)`): DataFusion parses
+/// the clause and reads the whole table, a count ten times too large with no error.
+fn sampled(statement: &DFStatement) -> bool {
     struct Sample;
     impl Visitor for Sample {
         type Break = ();
@@ -116,16 +121,11 @@ fn samples(sql: &str, dialect: &dyn Dialect) -> bool {
             }
         }
     }
-    fn sampled(statement: &DFStatement) -> bool {
-        match statement {
-            DFStatement::Statement(statement) => statement.visit(&mut Sample).is_break(),
-            DFStatement::Explain(explain) => sampled(&explain.statement),
-            _ => false,
-        }
+    match statement {
+        DFStatement::Statement(statement) => statement.visit(&mut Sample).is_break(),
+        DFStatement::Explain(explain) => sampled(&explain.statement),
+        _ => false,
     }
-    DFParser::parse_sql_with_dialect(sql, dialect)
-        .map(|statements| statements.iter().any(sampled))
-        .unwrap_or(false)
 }
 
 /// What to do about a statement that does not parse because a column named like a keyword
@@ -289,6 +289,10 @@ mod tests {
     fn a_sampled_table_and_offset_after_a_comma_are_told_apart_from_other_statements() {
         let ctx = crate::transform::session::new_context();
         let dialect = dialect(&ctx);
+        let samples = |sql: &str, dialect: &dyn Dialect| {
+            datafusion::sql::parser::DFParser::parse_sql_with_dialect(sql, dialect)
+                .is_ok_and(|statements| statements.iter().any(sampled))
+        };
         for sql in [
             "SELECT COUNT(*) FROM t TABLESAMPLE (10 PERCENT)",
             "SELECT * FROM (SELECT * FROM t TABLESAMPLE (5 ROWS)) s",

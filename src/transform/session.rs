@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, SchemaRef};
@@ -141,8 +140,9 @@ impl Needed {
 
 /// Registers the tables of the warehouse that `needed` asks for, under their folder names
 /// exactly (as identifiers are not normalized: `Sales` is `Sales`), Hive partition columns
-/// included (with their committed types, see [`listing_table`]), through a [`ReadOnlyStore`] that shows each table's last complete
-/// version. Returns the names of every table in the warehouse.
+/// included (with their committed types, see [`listing_table`]), through a [`ReadOnlyStore`]
+/// that shows each table's last complete version. Returns the names of every table in the
+/// warehouse.
 ///
 /// A table whose commit log is damaged (unreadable JSON, a lost commit) fails the statements
 /// that need it; a statement over every table (`SHOW TABLES`, `DESCRIBE` of another table)
@@ -257,7 +257,7 @@ async fn listing_table(
             let data_type = committed
                 .iter()
                 .find(|c| c.name == name)
-                .and_then(|c| DataType::from_str(&c.data_type).ok())
+                .and_then(|c| c.arrow_type().ok())
                 .unwrap_or(DataType::Utf8);
             (name, data_type)
         })
