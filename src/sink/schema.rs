@@ -419,6 +419,9 @@ fn cast_keeping(
         let nulls = new_null_array(to, array.len());
         return Ok((nulls, (!misfits.is_empty()).then_some(misfits)));
     }
+    if array.data_type() == &DataType::Utf8 && to.is_numeric() {
+        return parse_keeping(array, to);
+    }
     let cast = cast_with_options(array, to, &safe)?;
     let lost: Vec<bool> = if can_cast_types(to, array.data_type()) {
         let back = cast_with_options(&cast, array.data_type(), &safe)?;
@@ -443,6 +446,35 @@ fn cast_keeping(
     let keep = arrow::array::BooleanArray::from(lost.iter().map(|l| !l).collect::<Vec<_>>());
     let cast = arrow::compute::nullif(&cast, &arrow::compute::not(&keep)?)?;
     Ok((cast, Some(misfits)))
+}
+
+/// Text `array` read as numbers of type `to`, and the rows whose text is not one.
+///
+/// A run's column is text when its values mixed types (`2` and `"cheap"`), and the text of a
+/// number is kept as the event wrote it: `2`, `2.50`, `1e3`. Each fits a numeric column when
+/// it reads as a number of that type, whatever its spelling (casting `2.0` back to text would
+/// not give `2`), as the same value fits when the run's column is numeric: for an integer
+/// column, a number with a zero fraction (`2.0`) fits as the number `2.0` does.
+fn parse_keeping(
+    array: &ArrayRef,
+    to: &DataType,
+) -> Result<(ArrayRef, Option<Vec<usize>>), ArrowError> {
+    let safe = CastOptions {
+        safe: true,
+        ..Default::default()
+    };
+    let unparsed = |cast: &ArrayRef| (0..array.len()).any(|r| array.is_valid(r) && cast.is_null(r));
+    let mut cast = cast_with_options(array, to, &safe)?;
+    if to.is_integer() && unparsed(&cast) {
+        let float = cast_with_options(array, &DataType::Float64, &safe)?;
+        let (integral, _) = cast_keeping(&float, to)?;
+        cast =
+            arrow::compute::kernels::zip::zip(&arrow::compute::is_null(&cast)?, &integral, &cast)?;
+    }
+    let misfits: Vec<usize> = (0..array.len())
+        .filter(|&r| array.is_valid(r) && cast.is_null(r))
+        .collect();
+    Ok((cast, (!misfits.is_empty()).then_some(misfits)))
 }
 
 /// Adds `array[row]`, as JSON, under `name` to a row's rescued fields.
@@ -566,6 +598,34 @@ mod tests {
         let flags = Arc::new(arrow::array::BooleanArray::from(vec![true])) as ArrayRef;
         let (_, misfits) = cast_keeping(&flags, &DataType::Int64).unwrap();
         assert_eq!(misfits, Some(vec![0]), "true is not 1");
+    }
+
+    #[test]
+    fn the_text_of_a_number_fits_a_numeric_column_whatever_its_spelling() {
+        // A run whose `price` mixed numbers and strings keeps their text; the numbers among
+        // them still fit the table's DOUBLE (before, "2" came back as "2.0" and was rescued).
+        let mixed = Arc::new(StringArray::from(vec![
+            Some("2"),
+            Some("cheap"),
+            Some("2.50"),
+            Some("1e3"),
+            None,
+        ])) as ArrayRef;
+        let (cast, misfits) = cast_keeping(&mixed, &DataType::Float64).unwrap();
+        assert_eq!(misfits, Some(vec![1]));
+        let prices = cast.as_primitive::<arrow::datatypes::Float64Type>();
+        assert_eq!(
+            prices.iter().collect::<Vec<_>>(),
+            [Some(2.0), None, Some(2.5), Some(1000.0), None]
+        );
+        let counts = Arc::new(StringArray::from(vec!["5", "2.0", "5.5", "lots", "-0"])) as ArrayRef;
+        let (cast, misfits) = cast_keeping(&counts, &DataType::Int64).unwrap();
+        assert_eq!(misfits, Some(vec![2, 3]));
+        let counts = cast.as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(
+            counts.iter().collect::<Vec<_>>(),
+            [Some(5), Some(2), None, None, Some(0)]
+        );
     }
 
     #[test]
