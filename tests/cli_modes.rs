@@ -138,10 +138,28 @@ fn incremental_runs_append_only_new_events_and_status_shows_the_lag() {
         .sum();
     assert_eq!(committed, 42);
 
-    // Caught up: a run reads nothing and adds nothing.
-    bnetl.ok(&["extract", "--incremental"]);
+    // Caught up: a run reads nothing and adds nothing, not even an empty version (as Spark's
+    // Trigger.AvailableNow runs no batch when nothing arrived).
+    let caught_up = bnetl.ok(&["extract", "--incremental"]);
+    let stderr = String::from_utf8_lossy(&caught_up.stderr);
+    assert!(
+        stderr.contains("no new events in events")
+            && stderr.contains("it stays at version 2, nothing committed"),
+        "{stderr}"
+    );
     assert_eq!(count(&bnetl, "extracted_events"), 42);
     assert_eq!(bnetl.lag("extracted_events"), 0);
+    assert_eq!(bnetl.status("extracted_events")[0]["version"], "2");
+    let log = std::fs::read_dir(bnetl.warehouse().join("extracted_events/_bnetl_log"))
+        .expect("the table's log")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("00000000000000000003")
+        })
+        .count();
+    assert_eq!(log, 0, "no version 3 in the table's log");
 
     // A full overwrite records its offsets too, so incremental runs continue after it.
     bnetl.ok(&["extract"]);

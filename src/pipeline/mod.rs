@@ -81,8 +81,10 @@ pub struct JobSummary {
     pub written: WriteSummary,
     /// How the run's files were committed.
     pub mode: SaveMode,
-    /// The table version committed.
+    /// The table version committed, or the table's latest when nothing was (`committed`).
     pub version: u64,
+    /// False when the run had nothing to add to the table and committed no version.
+    pub committed: bool,
     /// Wall time of the run.
     pub elapsed: Duration,
 }
@@ -92,6 +94,17 @@ impl JobSummary {
     pub fn line(&self) -> String {
         let ranges: Vec<String> = self.ranges.iter().map(ToString::to_string).collect();
         let secs = self.elapsed.as_secs_f64();
+        if !self.committed {
+            return format!(
+                "{}: no new events in {} {} for {}: it stays at version {}, nothing committed; {:.2} s",
+                self.job,
+                self.topic,
+                ranges.join(" "),
+                self.written.table,
+                self.version,
+                secs,
+            );
+        }
         format!(
             "{}: {} events ({} bytes) from {} {} -> {}: {} rows in {} file(s); {} bad record(s) in {}; committed as version {} ({}); {:.2} s, {:.0} events/s",
             self.job,
@@ -278,6 +291,27 @@ pub async fn run(
     let mut summaries: Vec<Option<JobSummary>> = jobs.iter().map(|_| None).collect();
     let mut ready = ready.into_iter();
     while let Some((at, job, ranges, prepared)) = ready.next() {
+        // An --incremental run that finds nothing new commits no version, as Spark's
+        // `Trigger.AvailableNow` runs no batch when nothing arrived: a run scheduled every few
+        // minutes does not fill the table's log with empty versions.
+        if let Some(version) = prepared.adds_nothing_to().filter(|_| jobs[at].incremental) {
+            let written = prepared.leave().await;
+            summaries[at] = Some(JobSummary {
+                job,
+                topic: settings.topic.clone(),
+                messages: 0,
+                bytes: scan.bytes,
+                bad_records: 0,
+                lost_offsets: snapshot.lost.iter().map(|l| l.skipped()).sum(),
+                ranges,
+                written,
+                mode: jobs[at].mode,
+                version,
+                committed: false,
+                elapsed: started.elapsed(),
+            });
+            continue;
+        }
         let (commit, written) = match prepared.commit().await {
             Ok(done) => done,
             Err(e) => {
@@ -321,6 +355,7 @@ pub async fn run(
             written,
             mode: commit.mode,
             version: commit.version,
+            committed: true,
             elapsed: started.elapsed(),
         });
     }

@@ -434,6 +434,26 @@ impl TableRun {
         }
     }
 
+    /// What committing `commit` writes to the table.
+    fn summary(&self, commit: &Commit) -> WriteSummary {
+        let table_files = commit
+            .files
+            .iter()
+            .filter(|f| f.starts_with(&format!("{}/", self.spec.name)))
+            .count();
+        WriteSummary {
+            table: self.spec.name.clone(),
+            rows: self.rows,
+            files: table_files,
+            location: self.warehouse.table_url(&self.spec.name),
+            schema_changes: self
+                .reconciled
+                .as_ref()
+                .map(|r| r.drift.describe())
+                .unwrap_or_default(),
+        }
+    }
+
     /// Discards the staged files (those still open are dropped unclosed).
     pub async fn abort(self) {
         let TableRun {
@@ -475,23 +495,32 @@ impl Prepared {
         }
         // From here on the run is committed: a failure to publish is finished by the next run.
         run.log.publish(&commit).await?;
-        let table_files = commit
-            .files
-            .iter()
-            .filter(|f| f.starts_with(&format!("{}/", run.spec.name)))
-            .count();
-        let summary = WriteSummary {
-            table: run.spec.name.clone(),
-            rows: run.rows,
-            files: table_files,
-            location: run.warehouse.table_url(&run.spec.name),
-            schema_changes: run
-                .reconciled
-                .as_ref()
-                .map(|r| r.drift.describe())
-                .unwrap_or_default(),
-        };
+        let summary = run.summary(&commit);
         Ok((commit, summary))
+    }
+
+    /// Leaves the table as it is (the staged run is discarded) and says what was written:
+    /// nothing.
+    pub async fn leave(self) -> WriteSummary {
+        let summary = self.run.summary(&self.commit);
+        self.run.abort().await;
+        summary
+    }
+
+    /// The table's latest version when committing would add nothing to it: an append with no
+    /// rows, no bad records and no file, over no offset, that leaves the table's offsets and
+    /// schema as they are. `None` when it would add something (or the table is new).
+    pub fn adds_nothing_to(&self) -> Option<u64> {
+        let base = self.run.base.as_ref()?;
+        let commit = &self.commit;
+        (commit.mode == SaveMode::Append
+            && commit.rows == 0
+            && commit.bad_records == 0
+            && commit.files.is_empty()
+            && commit.ranges.iter().all(|r| r.start >= r.end)
+            && commit.offsets == base.offsets
+            && commit.schema == base.schema)
+            .then_some(base.version)
     }
 
     /// Discards the staged files (and the staged log entry).
