@@ -499,7 +499,7 @@ fn sql_over_the_topic_reads_its_events_within_the_read_options_and_writes_nothin
     // So are statements about it, alone or several.
     let described = bnetl.sql_csv("DESCRIBE events; SELECT COUNT(*) AS n FROM events");
     assert!(
-        described.contains("event_type,Utf8") && described.ends_with("\nn\n128\n"),
+        described.contains("event_type,string,") && described.ends_with("\nn\n128\n"),
         "{described}"
     );
     assert!(!bnetl.warehouse().exists(), "a query wrote the warehouse");
@@ -674,8 +674,37 @@ fn partition_columns_read_back_with_their_types_and_the_default_partition_as_nul
     ] {
         assert_eq!(bnetl.sql_csv(sql), expected, "{sql}");
     }
+    // Spark's DESCRIBE: Spark's type names, the partition columns again under their heading;
+    // DESCRIBE TABLE and EXTENDED are Spark's forms of it.
     let described = bnetl.sql_csv("DESCRIBE bylevel");
-    assert!(described.contains("level,Int64,YES"), "{described}");
+    assert!(
+        described.starts_with("col_name,data_type,comment\n")
+            && described.contains("\nHost,string,\n")
+            && described.contains("\ntimestamp,timestamp,\n")
+            && described.ends_with(
+                "\nlevel,bigint,\n# Partition Information,,\n# col_name,data_type,comment\nlevel,bigint,\n"
+            ),
+        "{described}"
+    );
+    let extended = bnetl.sql_csv("DESC TABLE EXTENDED bydate");
+    assert!(
+        extended.contains("\nevent_date,date,\n# Partition Information,,")
+            && extended.contains("\n# Detailed Table Information,,\nTable,bydate,\nProvider,parquet,\nLocation,file://"),
+        "{extended}"
+    );
+    // SHOW PARTITIONS: the folders of the committed files, the default partition included.
+    let partitions = bnetl.sql_csv("SHOW PARTITIONS bylevel");
+    let expected: Vec<String> = std::iter::once("partition".to_owned())
+        .chain(
+            (1..=12)
+                .map(|i| format!("level={i}"))
+                .chain(["level=__HIVE_DEFAULT_PARTITION__".to_owned()])
+                .collect::<std::collections::BTreeSet<_>>(),
+        )
+        .collect();
+    assert_eq!(partitions, expected.join("\n") + "\n");
+    let err = bnetl.fails(&["sql", "SHOW PARTITIONS bydate_missing"], 2);
+    assert!(err.contains("table 'bydate_missing' not found"), "{err}");
     let plan = bnetl.sql_csv("EXPLAIN SELECT COUNT(*) FROM bylevel WHERE level = 3");
     assert!(
         plan.contains("full_filters=[CAST(nullif(bylevel.level"),

@@ -3,7 +3,8 @@
 //! read only when a statement names it, bounded by the read options), each result printed as
 //! a table (the first rows, as Spark's `show()`; an `EXPLAIN`'s plans whole, as spark-sql
 //! prints them), CSV or JSON lines, or one statement's saved to a file with `--output`. A
-//! statement over no table (`SELECT 1`) needs no warehouse. It only reads: statements that
+//! statement over no table (`SELECT 1`) needs no warehouse. Spark's `DESCRIBE` and `SHOW
+//! PARTITIONS` answer as Spark's do ([`spark_commands`]). It only reads: statements that
 //! would write are refused (see [`crate::transform::queries`]).
 
 use std::collections::BTreeSet;
@@ -33,16 +34,17 @@ use crate::source::{self, OffsetRange};
 use crate::transform::QueryError;
 use crate::transform::queries::{self, Query};
 use crate::transform::session::{self, Needed};
+use crate::transform::spark_commands;
 use std::ops::ControlFlow;
 use tokio_util::sync::CancellationToken;
 
 /// The table of the topic's decoded events, as the jobs' queries name it.
 pub const TOPIC_TABLE: &str = session::EVENTS_TABLE;
 
-/// The tables a statement names, and whether it needs every warehouse table: a statement
-/// other than a query (or the EXPLAIN of one), such as `SHOW TABLES` or `DESCRIBE`, one over
-/// the catalog views, and one that does not parse (it fails later, with the planner's
-/// message) need them all.
+/// The tables a statement names, and whether it needs every warehouse table: Spark's
+/// `DESCRIBE t` and `SHOW PARTITIONS t` need `t`; another statement than a query (or the
+/// EXPLAIN of one), such as `SHOW TABLES`, one over the catalog views, and one that does not
+/// parse (it fails later, with the planner's message) need them all.
 fn needed_tables(ctx: &SessionContext, sql: &str) -> Needed {
     fn is_query(statement: &DFStatement) -> bool {
         match statement {
@@ -56,6 +58,12 @@ fn needed_tables(ctx: &SessionContext, sql: &str) -> Needed {
             DFStatement::Explain(explain) => is_query(&explain.statement),
             _ => false,
         }
+    }
+    if let Some(command) = spark_commands::recognize(sql, queries::dialect(ctx).as_ref()) {
+        return Needed {
+            named: BTreeSet::from([command.table().to_owned()]),
+            all: false,
+        };
     }
     let state = ctx.state();
     let dialect = state.config().options().sql_parser.dialect;
@@ -229,7 +237,7 @@ pub async fn run(
     for (i, sql) in statements.iter().enumerate() {
         planned.push(match &read {
             Some(read) if reads_topic[i] => Planned::OverTopic(read),
-            _ => Planned::Ready(plan(&ctx, &label(i), sql, &tables).await?),
+            _ => Planned::Ready(plan_statement(settings, &ctx, &label(i), sql, &tables).await?),
         });
     }
     for (i, (sql, planned)) in statements.iter().zip(planned).enumerate() {
@@ -239,7 +247,7 @@ pub async fn run(
                 register_events(settings, read, &ctx, sql, progress, cancel).await?;
                 let mut tables = tables.clone();
                 tables.push(TOPIC_TABLE.to_owned());
-                plan(&ctx, &label(i), sql, &tables).await?
+                plan_statement(settings, &ctx, &label(i), sql, &tables).await?
             }
         };
         if let Some(output) = &output {
@@ -355,6 +363,58 @@ async fn print_result(
                 .map_err(Error::io("write the result to stdout"))
         }
     }
+}
+
+/// Plans one statement of `bnetl sql`, named `label` in messages: Spark's table commands
+/// ([`spark_commands`]) here, with what the warehouse says of the table, anything else by
+/// DataFusion ([`plan`]).
+async fn plan_statement(
+    settings: &Settings,
+    ctx: &SessionContext,
+    label: &str,
+    sql: &str,
+    tables: &[String],
+) -> Result<DataFrame> {
+    let Some(command) = spark_commands::recognize(sql, queries::dialect(ctx).as_ref()) else {
+        return plan(ctx, label, sql, tables).await;
+    };
+    let table = command.table();
+    let invalid = |source| QueryError::Plan {
+        name: format!("{label} (warehouse tables: {})", tables.join(", ")),
+        hint: String::new(),
+        source,
+    };
+    let over_warehouse = table != TOPIC_TABLE && tables.iter().any(|t| t == table);
+    let partition_columns = if over_warehouse {
+        settings
+            .warehouse
+            .partition_columns(table)
+            .await
+            .map_err(|e| invalid(datafusion::error::DataFusionError::External(Box::new(e))))?
+    } else {
+        Vec::new()
+    };
+    let frame = match &command {
+        spark_commands::Command::Describe { extended, .. } => {
+            let details = if over_warehouse {
+                vec![
+                    ("Table", table.to_owned()),
+                    ("Provider", "parquet".to_owned()),
+                    ("Location", settings.warehouse.table_url(table)),
+                ]
+            } else {
+                vec![
+                    ("Table", table.to_owned()),
+                    ("Topic", settings.topic.clone()),
+                ]
+            };
+            spark_commands::describe(ctx, table, &partition_columns, *extended, &details).await
+        }
+        spark_commands::Command::ShowPartitions { .. } => {
+            spark_commands::show_partitions(ctx, table, &partition_columns).await
+        }
+    };
+    Ok(frame.map_err(invalid)?)
 }
 
 /// Plans one statement, named `label` in messages. A planning failure names the tables that
@@ -799,7 +859,7 @@ mod tests {
     #[test]
     fn queries_need_only_the_tables_they_name_and_catalog_statements_need_all() {
         let ctx = session::new_context();
-        let cases: [(&str, &[&str], bool, bool); 11] = [
+        let cases: [(&str, &[&str], bool, bool); 13] = [
             ("SELECT 1", &[], false, false),
             ("VALUES (1), (2)", &[], false, false),
             ("SELECT COUNT(*) FROM Sales", &["Sales"], false, true),
@@ -822,8 +882,15 @@ mod tests {
                 true,
             ),
             ("SHOW TABLES", &[], true, true),
-            ("DESCRIBE purchases", &["purchases"], true, true),
-            ("DESCRIBE events", &["events"], true, false),
+            ("DESCRIBE purchases", &["purchases"], false, true),
+            (
+                "DESCRIBE TABLE EXTENDED purchases",
+                &["purchases"],
+                false,
+                true,
+            ),
+            ("SHOW PARTITIONS purchases", &["purchases"], false, true),
+            ("DESCRIBE events", &["events"], false, false),
             ("SELECT * FROM information_schema.columns", &[], true, true),
             ("SELEKT nonsense", &[], true, true),
         ];

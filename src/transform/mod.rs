@@ -3,6 +3,7 @@
 pub mod outputs;
 pub mod queries;
 pub mod session;
+pub mod spark_commands;
 pub mod spark_format;
 pub mod starts_with;
 pub mod utc_date;

@@ -1,0 +1,331 @@
+//! Spark's table commands that DataFusion lacks or answers in its own terms, for `bnetl sql`:
+//!
+//! - `DESCRIBE [TABLE] [EXTENDED | FORMATTED] t` (and `DESC`): Spark's `col_name, data_type,
+//!   comment` rows, with Spark's type names (`string`, `bigint`, `timestamp`), not Arrow's
+//!   (`Utf8View` is how DataFusion reads a Parquet string, not a type analysts know); the
+//!   partition columns again under `# Partition Information`, and with `EXTENDED` a
+//!   `# Detailed Table Information` section. DataFusion's own `DESCRIBE t` printed Arrow types,
+//!   and `DESCRIBE TABLE t` did not parse.
+//! - `SHOW PARTITIONS t`: one row per partition, its folder path (`event_type=purchase_sword`,
+//!   escaped as the folders are), sorted; a table without partition columns is an error, as
+//!   in Spark. DataFusion took it for `SHOW` of a variable.
+//!
+//! The commands are recognized from the statement's tokens ([`recognize`]); anything else goes
+//! to DataFusion's planner as before.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::common::{Column, TableReference};
+use datafusion::dataframe::DataFrame;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::{Expr, cast};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::dialect::Dialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::sink::partition::hive_path;
+
+/// A Spark table command of a `bnetl sql` statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `DESCRIBE [TABLE] [EXTENDED | FORMATTED] table`.
+    Describe { table: String, extended: bool },
+    /// `SHOW PARTITIONS table`.
+    ShowPartitions { table: String },
+}
+
+impl Command {
+    /// The table the command is about.
+    pub fn table(&self) -> &str {
+        match self {
+            Command::Describe { table, .. } | Command::ShowPartitions { table } => table,
+        }
+    }
+}
+
+/// The command `sql` is, when it is one of [`Command`]'s (comments, blanks and a final `;`
+/// allowed). The table is one name, quoted or not, taken as written (bnetl does not fold the
+/// case of names). `None` for anything else, such as `DESCRIBE t column`.
+pub fn recognize(sql: &str, dialect: &dyn Dialect) -> Option<Command> {
+    let tokens = Tokenizer::new(dialect, sql).tokenize().ok()?;
+    let mut words = tokens
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_) | Token::SemiColon))
+        .peekable();
+    let keyword = |token: Option<&Token>, keywords: &[Keyword]| match token {
+        Some(Token::Word(word)) if word.quote_style.is_none() => keywords.contains(&word.keyword),
+        _ => false,
+    };
+    let command = match words.next() {
+        first if keyword(first.as_ref(), &[Keyword::DESCRIBE, Keyword::DESC]) => {
+            if keyword(words.peek(), &[Keyword::TABLE]) {
+                words.next();
+            }
+            let extended = keyword(words.peek(), &[Keyword::EXTENDED, Keyword::FORMATTED]);
+            if extended {
+                words.next();
+            }
+            Command::Describe {
+                table: name(words.next())?,
+                extended,
+            }
+        }
+        first
+            if keyword(first.as_ref(), &[Keyword::SHOW])
+                && keyword(words.peek(), &[Keyword::PARTITIONS]) =>
+        {
+            words.next();
+            Command::ShowPartitions {
+                table: name(words.next())?,
+            }
+        }
+        _ => return None,
+    };
+    words.next().is_none().then_some(command)
+}
+
+/// A table name token's text.
+fn name(token: Option<Token>) -> Option<String> {
+    match token? {
+        Token::Word(word) => Some(word.value),
+        _ => None,
+    }
+}
+
+/// Spark SQL's name of an Arrow type, as `DESCRIBE` and `printSchema` show it.
+pub fn spark_type(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".into(),
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => "binary".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Int8 => "tinyint".into(),
+        DataType::Int16 | DataType::UInt8 => "smallint".into(),
+        DataType::Int32 | DataType::UInt16 => "int".into(),
+        DataType::Int64 | DataType::UInt32 => "bigint".into(),
+        DataType::UInt64 => "decimal(20,0)".into(),
+        DataType::Float16 | DataType::Float32 => "float".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Decimal32(p, s)
+        | DataType::Decimal64(p, s)
+        | DataType::Decimal128(p, s)
+        | DataType::Decimal256(p, s) => format!("decimal({p},{s})"),
+        DataType::Date32 | DataType::Date64 => "date".into(),
+        DataType::Timestamp(_, Some(_)) => "timestamp".into(),
+        DataType::Timestamp(_, None) => "timestamp_ntz".into(),
+        DataType::Null => "void".into(),
+        DataType::List(item)
+        | DataType::LargeList(item)
+        | DataType::ListView(item)
+        | DataType::LargeListView(item)
+        | DataType::FixedSizeList(item, _) => format!("array<{}>", spark_type(item.data_type())),
+        DataType::Struct(fields) => format!(
+            "struct<{}>",
+            fields
+                .iter()
+                .map(|f| format!("{}:{}", f.name(), spark_type(f.data_type())))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(kv) if kv.len() == 2 => format!(
+                "map<{},{}>",
+                spark_type(kv[0].data_type()),
+                spark_type(kv[1].data_type())
+            ),
+            other => other.to_string(),
+        },
+        DataType::Dictionary(_, values) => spark_type(values),
+        DataType::Duration(TimeUnit::Second | TimeUnit::Millisecond | TimeUnit::Microsecond) => {
+            "interval day to second".into()
+        }
+        other => other.to_string().to_lowercase(),
+    }
+}
+
+/// `DESCRIBE` of `table` (registered in `ctx`): a row per column, then the partition columns
+/// under `# Partition Information`, then, when `extended`, `details` under `# Detailed Table
+/// Information`, as Spark prints them.
+pub async fn describe(
+    ctx: &SessionContext,
+    table: &str,
+    partition_columns: &[String],
+    extended: bool,
+    details: &[(&str, String)],
+) -> Result<DataFrame> {
+    let schema = provider_schema(ctx, table).await?;
+    let mut rows: Vec<(String, String, Option<String>)> = schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), spark_type(f.data_type()), None))
+        .collect();
+    let header = |text: &str| (text.to_owned(), String::new(), Some(String::new()));
+    if !partition_columns.is_empty() {
+        rows.push(header("# Partition Information"));
+        rows.push((
+            "# col_name".to_owned(),
+            "data_type".to_owned(),
+            Some("comment".to_owned()),
+        ));
+        for column in partition_columns {
+            let field = schema.field_with_name(column)?;
+            rows.push((column.clone(), spark_type(field.data_type()), None));
+        }
+    }
+    if extended {
+        rows.push(header(""));
+        rows.push(header("# Detailed Table Information"));
+        for (name, value) in details {
+            rows.push(((*name).to_owned(), value.clone(), Some(String::new())));
+        }
+    }
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("col_name", DataType::Utf8, false),
+            Field::new("data_type", DataType::Utf8, false),
+            Field::new("comment", DataType::Utf8, true),
+        ])),
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.0))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.1))),
+            Arc::new(rows.iter().map(|r| r.2.as_deref()).collect::<StringArray>()),
+        ],
+    )?;
+    ctx.read_batch(batch)
+}
+
+/// `SHOW PARTITIONS` of `table`: the folder path of each of its partitions (of the table as
+/// `ctx` reads it: its committed files), sorted, in a column `partition`.
+pub async fn show_partitions(
+    ctx: &SessionContext,
+    table: &str,
+    partition_columns: &[String],
+) -> Result<DataFrame> {
+    provider_schema(ctx, table).await?;
+    if partition_columns.is_empty() {
+        return Err(DataFusionError::Plan(format!(
+            "SHOW PARTITIONS is not allowed on a table that is not partitioned: {table}"
+        )));
+    }
+    let values: Vec<Expr> = partition_columns
+        .iter()
+        .map(|c| cast(Expr::Column(Column::new_unqualified(c)), DataType::Utf8).alias(c))
+        .collect();
+    let batches = ctx
+        .table(TableReference::bare(table))
+        .await?
+        .select(values)?
+        .distinct()?
+        .collect()
+        .await?;
+    let mut paths = Vec::new();
+    for batch in &batches {
+        let columns: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| c.as_string::<i32>())
+            .collect();
+        for row in 0..batch.num_rows() {
+            let values: Vec<Option<String>> = columns
+                .iter()
+                .map(|c| c.is_valid(row).then(|| c.value(row).to_owned()))
+                .collect();
+            paths.push(hive_path(partition_columns, &values));
+        }
+    }
+    // `a=` and `a=__HIVE_DEFAULT_PARTITION__` are one folder.
+    paths.sort();
+    paths.dedup();
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new(
+            "partition",
+            DataType::Utf8,
+            false,
+        )])),
+        vec![Arc::new(StringArray::from(paths))],
+    )?;
+    ctx.read_batch(batch)
+}
+
+/// The schema of the table `table` of `ctx`; a plan error naming it when there is none.
+async fn provider_schema(ctx: &SessionContext, table: &str) -> Result<arrow::datatypes::SchemaRef> {
+    match ctx.table_provider(TableReference::bare(table)).await {
+        Ok(provider) => Ok(provider.schema()),
+        Err(_) => Err(DataFusionError::Plan(format!("table '{table}' not found"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+
+    #[test]
+    fn sparks_forms_of_the_commands_are_recognized_and_nothing_else() {
+        let describe = |table: &str, extended| {
+            Some(Command::Describe {
+                table: table.to_owned(),
+                extended,
+            })
+        };
+        let cases = [
+            ("DESCRIBE purchases", describe("purchases", false)),
+            ("desc table purchases;", describe("purchases", false)),
+            (
+                "DESCRIBE TABLE EXTENDED \"Sales 2026\"",
+                describe("Sales 2026", true),
+            ),
+            ("-- a note\nDESCRIBE FORMATTED `t`", describe("t", true)),
+            (
+                "SHOW PARTITIONS purchases",
+                Some(Command::ShowPartitions {
+                    table: "purchases".to_owned(),
+                }),
+            ),
+            ("DESCRIBE purchases Host", None),
+            ("DESCRIBE SELECT 1", None),
+            ("SHOW TABLES", None),
+            ("SELECT * FROM purchases", None),
+            ("DESCRIBE", None),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(recognize(sql, &GenericDialect {}), expected, "{sql}");
+        }
+    }
+
+    #[test]
+    fn arrow_types_are_shown_by_their_spark_names() {
+        let item = Arc::new(Field::new("item", DataType::Int64, true));
+        let cases = [
+            (DataType::Utf8View, "string"),
+            (DataType::BinaryView, "binary"),
+            (DataType::Int32, "int"),
+            (DataType::Int64, "bigint"),
+            (DataType::Float64, "double"),
+            (DataType::Date32, "date"),
+            (
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                "timestamp",
+            ),
+            (DataType::List(item), "array<bigint>"),
+            (
+                DataType::Struct(
+                    vec![
+                        Field::new("key", DataType::Utf8, false),
+                        Field::new("value", DataType::Binary, true),
+                    ]
+                    .into(),
+                ),
+                "struct<key:string,value:binary>",
+            ),
+        ];
+        for (data_type, spark) in cases {
+            assert_eq!(spark_type(&data_type), spark, "{data_type}");
+        }
+    }
+}
