@@ -24,6 +24,14 @@ fn table_format_looks_like_sparks_show() {
          |     user2.att.com|              29|\n\
          +------------------+----------------+\n"
     );
+    // Columns the statement did not name get Spark's names: `count(1)` for COUNT(*), as the
+    // seed's walkthrough shows it, no table qualifier, a literal as its value. Aliases stay.
+    assert_eq!(
+        bnetl.sql_csv(
+            "SELECT COUNT(*), count(e.Host), max(\"offset\") + 1, 2, 'x', COUNT(*) AS n FROM extracted_events e"
+        ),
+        "count(1),count(Host),max(offset) + 1,2,x,n\n128,128,128,2,x,128\n"
+    );
 }
 
 #[test]

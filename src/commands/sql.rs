@@ -16,7 +16,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::dataframe::DataFrame;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast;
@@ -34,7 +34,7 @@ use crate::source::{self, OffsetRange};
 use crate::transform::QueryError;
 use crate::transform::queries::{self, Query};
 use crate::transform::session::{self, Needed};
-use crate::transform::spark_commands;
+use crate::transform::{result_names, spark_commands};
 use std::ops::ControlFlow;
 use tokio_util::sync::CancellationToken;
 
@@ -429,7 +429,21 @@ async fn plan(
         name: format!("{label} (warehouse tables: {})", tables.join(", ")),
         sql: sql.to_owned(),
     };
-    Ok(statement.plan(ctx).await?)
+    let frame = statement.plan(ctx).await?;
+    // Spark's names for the columns the statement did not name (`count(1)`, not `count(*)`).
+    let Some(names) =
+        result_names::spark_names(frame.logical_plan()).filter(|_| !is_explain(&frame))
+    else {
+        return Ok(frame);
+    };
+    let renamed: Vec<Expr> = frame
+        .schema()
+        .columns()
+        .into_iter()
+        .zip(names)
+        .map(|(column, name)| Expr::Column(column).alias(name))
+        .collect();
+    Ok(frame.select(renamed).map_err(execute)?)
 }
 
 /// Plans and collects one statement.

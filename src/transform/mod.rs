@@ -2,6 +2,7 @@
 
 pub mod outputs;
 pub mod queries;
+pub mod result_names;
 pub mod session;
 pub mod spark_commands;
 pub mod spark_format;
