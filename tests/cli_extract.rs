@@ -50,6 +50,14 @@ fn the_raw_bytes_of_bad_records_are_kept_byte_for_byte() {
     .unwrap();
     // Arrow's JSON writer prints binary as hex: the line minus its '\n', carriage return kept.
     assert_eq!(json.trim(), r#"{"value":"fffe206e6f74207574662d38200d"}"#);
+    // Read as text the way Spark casts binary: the bytes that are not UTF-8 as U+FFFD (Arrow's
+    // cast failed the statement), in a column, a condition and a literal alike.
+    assert_eq!(
+        bnetl.sql_csv(
+            "SELECT CAST(value AS STRING) AS text, CAST(X'41FF' AS VARCHAR) AS lit FROM _bad_records WHERE CAST(value AS STRING) LIKE '%utf-8%'"
+        ),
+        "text,lit\n\"\u{fffd}\u{fffd} not utf-8 \r\",A\u{fffd}\n"
+    );
 }
 
 #[test]

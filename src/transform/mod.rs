@@ -1,5 +1,6 @@
 //! Transform stage: DataFusion SQL over the decoded events and the warehouse tables.
 
+pub mod binary_text;
 pub mod outputs;
 pub mod queries;
 pub mod result_names;

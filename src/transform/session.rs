@@ -38,7 +38,8 @@ pub const EVENTS_TABLE: &str = "events";
 /// `"User-Agent"`. Casts of UTC timestamps to dates are computed by division
 /// ([`super::utc_date`]); `starts_with` with a prefix holding `_`, `%` or `\` is not run as a LIKE
 /// ([`super::starts_with`]); `date_format` reads a pattern without `%` as Spark's
-/// ([`super::spark_format`]).
+/// ([`super::spark_format`]); a cast of binary to text replaces bytes that are not UTF-8, as
+/// Spark's does ([`super::binary_text`]).
 pub fn new_context() -> SessionContext {
     new_context_with_partitions(SessionConfig::new().target_partitions())
 }
@@ -53,6 +54,7 @@ pub fn new_context_with_partitions(partitions: usize) -> SessionContext {
         .set_bool("datafusion.execution.parquet.pushdown_filters", true);
     let ctx = SessionContext::new_with_config(config);
     ctx.add_optimizer_rule(Arc::new(super::utc_date::UtcDateCast));
+    ctx.add_analyzer_rule(Arc::new(super::binary_text::BinaryTextCast));
     ctx.register_udf(super::starts_with::StartsWith::udf());
     ctx.register_udf(super::spark_format::DateFormat::udf());
     ctx
