@@ -14,13 +14,11 @@ use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::tree_node::{Transformed, TransformedResult};
 use datafusion::common::{
     DFSchema, ExprSchema, Result, ScalarValue, exec_err, utils::take_function_args,
 };
 use datafusion::logical_expr::expr::{Cast, ScalarFunction};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature, Volatility,
@@ -40,27 +38,9 @@ impl AnalyzerRule for BinaryTextCast {
     /// After type coercion (the casts are in place) and before the optimizer, whose
     /// simplifier would otherwise run Arrow's cast of a binary literal while planning.
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        plan.transform_up_with_subqueries(rewrite_node).data()
+        plan.transform_up_with_subqueries(|node| super::rewrite_expressions(node, rewrite_cast))
+            .data()
     }
-}
-
-/// The node `plan` with its binary-to-text casts replaced.
-fn rewrite_node(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
-    // Expressions are typed against the node's inputs; a scan's own filters are left.
-    if plan.inputs().is_empty() {
-        return Ok(Transformed::no(plan));
-    }
-    let schema = merge_schema(&plan.inputs());
-    let names = NamePreserver::new(&plan);
-    plan.map_expressions(|expr| {
-        let name = names.save(&expr);
-        let rewritten = expr.transform_up(|e| rewrite_cast(e, &schema))?;
-        Ok(if rewritten.transformed {
-            rewritten.update_data(|e| name.restore(e))
-        } else {
-            rewritten
-        })
-    })
 }
 
 fn is_text(data_type: &DataType) -> bool {

@@ -10,7 +10,12 @@ pub mod spark_format;
 pub mod starts_with;
 pub mod utc_date;
 
+use datafusion::common::DFSchema;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::DataFusionError;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::utils::merge_schema;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 
 /// The methods of a `ScalarUDFImpl` that wraps one of DataFusion's functions (its field
 /// `builtin`) and hands them on unchanged: name and aliases (registered, it replaces the
@@ -45,6 +50,30 @@ macro_rules! delegate_to_builtin {
     };
 }
 pub(crate) use delegate_to_builtin;
+
+/// `plan` with each of its expressions rewritten bottom-up by `rewrite`, which types them
+/// against the node's inputs; each keeps its name. A node without inputs (a scan, whose own
+/// filters are the optimizer's) is left as it is. The rules that replace Arrow's casts
+/// ([`utc_date`], [`binary_text`]) rewrite each node with it.
+pub(crate) fn rewrite_expressions(
+    plan: LogicalPlan,
+    rewrite: impl Fn(Expr, &DFSchema) -> datafusion::common::Result<Transformed<Expr>>,
+) -> datafusion::common::Result<Transformed<LogicalPlan>> {
+    if plan.inputs().is_empty() {
+        return Ok(Transformed::no(plan));
+    }
+    let schema = merge_schema(&plan.inputs());
+    let names = NamePreserver::new(&plan);
+    plan.map_expressions(|expr| {
+        let name = names.save(&expr);
+        let rewritten = expr.transform_up(|e| rewrite(e, &schema))?;
+        Ok(if rewritten.transformed {
+            rewritten.update_data(|e| name.restore(e))
+        } else {
+            rewritten
+        })
+    })
+}
 
 /// Failures planning or running SQL.
 #[derive(Debug, thiserror::Error)]

@@ -13,11 +13,9 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, Date32Array};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type, TimeUnit};
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, ExprSchema, Result, ScalarValue, utils::take_function_args};
 use datafusion::logical_expr::expr::{Cast, ScalarFunction};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature, Volatility,
@@ -50,21 +48,7 @@ impl OptimizerRule for UtcDateCast {
         plan: LogicalPlan,
         _config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        // Expressions are typed against the node's inputs; a scan's own filters are left.
-        if plan.inputs().is_empty() {
-            return Ok(Transformed::no(plan));
-        }
-        let schema = merge_schema(&plan.inputs());
-        let names = NamePreserver::new(&plan);
-        plan.map_expressions(|expr| {
-            let name = names.save(&expr);
-            let rewritten = expr.transform_up(|e| rewrite_cast(e, &schema))?;
-            Ok(if rewritten.transformed {
-                rewritten.update_data(|e| name.restore(e))
-            } else {
-                rewritten
-            })
-        })
+        super::rewrite_expressions(plan, rewrite_cast)
     }
 }
 
