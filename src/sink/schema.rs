@@ -400,16 +400,21 @@ impl Reconciled {
     }
 }
 
+/// `array` cast to `to`, a value that cannot be cast becoming null.
+fn cast_safely(array: &ArrayRef, to: &DataType) -> Result<ArrayRef, ArrowError> {
+    let safe = CastOptions {
+        safe: true,
+        ..Default::default()
+    };
+    cast_with_options(array, to, &safe)
+}
+
 /// `array` cast to `to`, and the rows whose value does not survive the cast (non-null, and
 /// null or different once cast back); `None` when every value fits.
 fn cast_keeping(
     array: &ArrayRef,
     to: &DataType,
 ) -> Result<(ArrayRef, Option<Vec<usize>>), ArrowError> {
-    let safe = CastOptions {
-        safe: true,
-        ..Default::default()
-    };
     // A boolean is not a number: `true` would cast to 1 and back.
     let bool_and_number = (array.data_type() == &DataType::Boolean) != (to == &DataType::Boolean)
         && array.data_type() != &DataType::Utf8
@@ -422,9 +427,9 @@ fn cast_keeping(
     if array.data_type() == &DataType::Utf8 && to.is_numeric() {
         return parse_keeping(array, to);
     }
-    let cast = cast_with_options(array, to, &safe)?;
+    let cast = cast_safely(array, to)?;
     let lost: Vec<bool> = if can_cast_types(to, array.data_type()) {
-        let back = cast_with_options(&cast, array.data_type(), &safe)?;
+        let back = cast_safely(&cast, array.data_type())?;
         let differs = distinct(array, &back)?;
         (0..array.len())
             .map(|r| array.is_valid(r) && differs.value(r))
@@ -459,14 +464,10 @@ fn parse_keeping(
     array: &ArrayRef,
     to: &DataType,
 ) -> Result<(ArrayRef, Option<Vec<usize>>), ArrowError> {
-    let safe = CastOptions {
-        safe: true,
-        ..Default::default()
-    };
     let unparsed = |cast: &ArrayRef| (0..array.len()).any(|r| array.is_valid(r) && cast.is_null(r));
-    let mut cast = cast_with_options(array, to, &safe)?;
+    let mut cast = cast_safely(array, to)?;
     if to.is_integer() && unparsed(&cast) {
-        let float = cast_with_options(array, &DataType::Float64, &safe)?;
+        let float = cast_safely(array, &DataType::Float64)?;
         let (integral, _) = cast_keeping(&float, to)?;
         cast =
             arrow::compute::kernels::zip::zip(&arrow::compute::is_null(&cast)?, &integral, &cast)?;
