@@ -92,6 +92,19 @@ fn drift_across_incremental_runs_keeps_every_value_and_the_table_readable() {
         .map(|v| v.as_object().cloned().expect("object"))
     );
 
+    // Spark's get_json_object reads the rescued values back.
+    assert_eq!(
+        rows(
+            &bnetl,
+            "SELECT Host, get_json_object(_rescued_data, '$.amount') AS amount, get_json_object(_rescued_data, '$.price') AS price FROM extracted_events WHERE _rescued_data IS NOT NULL ORDER BY Host",
+        ),
+        [
+            json!({"Host": "e", "amount": "lots"}),
+            json!({"Host": "f", "price": "cheap"}),
+        ]
+        .map(|v| v.as_object().cloned().expect("object"))
+    );
+
     // The table's schema says when each column appeared.
     let listing = bnetl.ok(&["schema", "extracted_events", "--format", "csv"]);
     let listing = String::from_utf8(listing.stdout).expect("utf-8");

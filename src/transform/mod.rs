@@ -1,6 +1,7 @@
 //! Transform stage: DataFusion SQL over the decoded events and the warehouse tables.
 
 pub mod binary_text;
+pub mod get_json_object;
 pub mod outputs;
 pub mod queries;
 pub mod result_names;

@@ -39,7 +39,8 @@ pub const EVENTS_TABLE: &str = "events";
 /// ([`super::utc_date`]); `starts_with` with a prefix holding `_`, `%` or `\` is not run as a LIKE
 /// ([`super::starts_with`]); `date_format` reads a pattern without `%` as Spark's
 /// ([`super::spark_format`]); a cast of binary to text replaces bytes that are not UTF-8, as
-/// Spark's does ([`super::binary_text`]).
+/// Spark's does ([`super::binary_text`]); Spark's `get_json_object` reads JSON text
+/// ([`super::get_json_object`]).
 pub fn new_context() -> SessionContext {
     new_context_with_partitions(SessionConfig::new().target_partitions())
 }
@@ -57,6 +58,7 @@ pub fn new_context_with_partitions(partitions: usize) -> SessionContext {
     ctx.add_analyzer_rule(Arc::new(super::binary_text::BinaryTextCast));
     ctx.register_udf(super::starts_with::StartsWith::udf());
     ctx.register_udf(super::spark_format::DateFormat::udf());
+    ctx.register_udf(super::get_json_object::GetJsonObject::udf());
     ctx
 }
 
