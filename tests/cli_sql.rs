@@ -285,6 +285,11 @@ fn explain_prints_each_plan_whole_under_its_name() {
         csv.starts_with("plan_type,plan\nlogical_plan,") && csv.contains("physical_plan,"),
         "{csv}"
     );
+    // Spark's EXPLAIN EXTENDED and FORMATTED print the same plans.
+    for mode in ["EXTENDED", "formatted"] {
+        let spark = sql.replacen("EXPLAIN", &format!("EXPLAIN {mode}"), 1);
+        assert_eq!(bnetl.sql_csv(&spark), csv, "{spark}");
+    }
 }
 
 /// Every file under `dir` with its size and modification time, sorted.

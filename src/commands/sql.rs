@@ -150,7 +150,8 @@ async fn topic_read(
     Ok((ranges, columns))
 }
 
-/// The statements of `args`: its query, or the file it names, split at their semicolons.
+/// The statements of `args`: its query, or the file it names, split at their semicolons
+/// (Spark's `EXPLAIN EXTENDED` as DataFusion's `EXPLAIN`).
 fn statements(ctx: &SessionContext, args: &SqlArgs) -> Result<Vec<String>> {
     let (script, from) = match (&args.query, &args.file) {
         (Some(query), _) => (query.clone(), "the query argument".to_owned()),
@@ -170,8 +171,12 @@ fn statements(ctx: &SessionContext, args: &SqlArgs) -> Result<Vec<String>> {
         }
         (None, None) => return Err(Error::Usage("give a statement, or --file FILE".into())),
     };
-    let statements = queries::split_statements(&script, queries::dialect(ctx).as_ref())
-        .map_err(|e| Error::Usage(format!("{from}: {e}")))?;
+    let dialect = queries::dialect(ctx);
+    let statements: Vec<String> = queries::split_statements(&script, dialect.as_ref())
+        .map_err(|e| Error::Usage(format!("{from}: {e}")))?
+        .into_iter()
+        .map(|sql| spark_commands::plain_explain(&sql, dialect.as_ref()).unwrap_or(sql))
+        .collect();
     if statements.is_empty() {
         return Err(Error::Usage(format!("no statement in {from}")));
     }

@@ -10,6 +10,9 @@
 //!   escaped as the folders are), sorted; a table without partition columns is an error, as
 //!   in Spark. DataFusion took it for `SHOW` of a variable.
 //!
+//! - `EXPLAIN EXTENDED` and `EXPLAIN FORMATTED`: DataFusion's `EXPLAIN` ([`plain_explain`]),
+//!   which did not parse them.
+//!
 //! The commands are recognized from the statement's tokens ([`recognize`]); anything else goes
 //! to DataFusion's planner as before.
 
@@ -85,6 +88,43 @@ pub fn recognize(sql: &str, dialect: &dyn Dialect) -> Option<Command> {
         _ => return None,
     };
     words.next().is_none().then_some(command)
+}
+
+/// `sql` in DataFusion's words when it is Spark's `EXPLAIN EXTENDED` or `EXPLAIN FORMATTED`:
+/// the plain `EXPLAIN`, which prints the logical and physical plans (Spark's `EXTENDED` adds
+/// the parsed and analyzed ones, which DataFusion does not keep). `None` for anything else.
+pub fn plain_explain(sql: &str, dialect: &dyn Dialect) -> Option<String> {
+    let tokens = Tokenizer::new(dialect, sql).tokenize_with_location().ok()?;
+    let mut words = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)));
+    let is = |token: &Token, keyword: &[Keyword]| matches!(token, Token::Word(w) if w.quote_style.is_none() && keyword.contains(&w.keyword));
+    let first = words.next()?;
+    let mode = words.next()?;
+    if !is(&first.token, &[Keyword::EXPLAIN])
+        || !is(&mode.token, &[Keyword::EXTENDED, Keyword::FORMATTED])
+    {
+        return None;
+    }
+    let at = byte_offset(sql, mode.span.start.line, mode.span.start.column)?;
+    let end = byte_offset(sql, mode.span.end.line, mode.span.end.column)?;
+    Some(format!("{}{}", &sql[..at], &sql[end..]))
+}
+
+/// The byte offset in `text` of the tokenizer's (1-based) `line` and `column` (in characters).
+fn byte_offset(text: &str, line: u64, column: u64) -> Option<usize> {
+    let mut at = (1, 1);
+    for (offset, c) in text.char_indices() {
+        if at == (line, column) {
+            return Some(offset);
+        }
+        at = if c == '\n' {
+            (at.0 + 1, 1)
+        } else {
+            (at.0, at.1 + 1)
+        };
+    }
+    (at == (line, column)).then_some(text.len())
 }
 
 /// A table name token's text.
@@ -296,6 +336,25 @@ mod tests {
         for (sql, expected) in cases {
             assert_eq!(recognize(sql, &GenericDialect {}), expected, "{sql}");
         }
+    }
+
+    #[test]
+    fn sparks_explain_modes_become_the_plain_explain() {
+        let dialect = GenericDialect {};
+        assert_eq!(
+            plain_explain(
+                "EXPLAIN EXTENDED SELECT 'a''b' AS \"x y\" FROM t -- note",
+                &dialect
+            )
+            .as_deref(),
+            Some("EXPLAIN  SELECT 'a''b' AS \"x y\" FROM t -- note")
+        );
+        assert_eq!(
+            plain_explain("-- why\nexplain\n  formatted SELECT 1", &dialect).as_deref(),
+            Some("-- why\nexplain\n   SELECT 1")
+        );
+        assert_eq!(plain_explain("EXPLAIN SELECT 1", &dialect), None);
+        assert_eq!(plain_explain("SELECT extended FROM t", &dialect), None);
     }
 
     #[test]
