@@ -54,9 +54,9 @@ fn the_raw_bytes_of_bad_records_are_kept_byte_for_byte() {
     // cast failed the statement), in a column, a condition and a literal alike.
     assert_eq!(
         bnetl.sql_csv(
-            "SELECT CAST(value AS STRING) AS text, CAST(X'41FF' AS VARCHAR) AS lit FROM _bad_records WHERE CAST(value AS STRING) LIKE '%utf-8%'"
+            "SELECT CAST(value AS STRING) AS text, CAST(X'41FF' AS VARCHAR) AS lit, TRY_CAST(value AS STRING) = CAST(value AS STRING) AS same FROM _bad_records WHERE CAST(value AS STRING) LIKE '%utf-8%'"
         ),
-        "text,lit\n\"\u{fffd}\u{fffd} not utf-8 \r\",A\u{fffd}\n"
+        "text,lit,same\n\"\u{fffd}\u{fffd} not utf-8 \r\",A\u{fffd},true\n"
     );
 }
 

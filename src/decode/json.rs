@@ -223,6 +223,12 @@ fn literal_end(json: &[u8], i: usize, literal: &[u8]) -> Option<usize> {
         .then_some(i + literal.len())
 }
 
+/// True when `text` is one JSON number, as an event writes a number (`2`, `-0`, `2.50`,
+/// `1e3`), nothing around it.
+pub fn is_json_number(text: &str) -> bool {
+    number_end(text.as_bytes(), 0) == Some(text.len())
+}
+
 /// The position after the JSON number at `i` (`-`, then `0` or digits not starting with `0`,
 /// then an optional fraction and exponent, each with at least one digit).
 fn number_end(json: &[u8], mut i: usize) -> Option<usize> {

@@ -457,13 +457,25 @@ fn cast_keeping(
 ///
 /// A run's column is text when its values mixed types (`2` and `"cheap"`), and the text of a
 /// number is kept as the event wrote it: `2`, `2.50`, `1e3`. Each fits a numeric column when
-/// it reads as a number of that type, whatever its spelling (casting `2.0` back to text would
+/// it is a JSON number of that type, whatever its spelling (casting `2.0` back to text would
 /// not give `2`), as the same value fits when the run's column is numeric: for an integer
-/// column, a number with a zero fraction (`2.0`) fits as the number `2.0` does.
+/// column, a number with a zero fraction (`2.0`) fits as the number `2.0` does. Other text
+/// Arrow would read as a number (`NaN`, `Infinity`, ` 4 `) does not fit.
 fn parse_keeping(
     array: &ArrayRef,
     to: &DataType,
 ) -> Result<(ArrayRef, Option<Vec<usize>>), ArrowError> {
+    // Only the text of a JSON number is a number: not `NaN`, `Infinity`, ` 4 ` or `0x10`,
+    // which Arrow's cast would also read.
+    let texts = array.as_string::<i32>();
+    let numbers: Vec<bool> = texts
+        .iter()
+        .map(|t| t.is_some_and(crate::decode::json::is_json_number))
+        .collect();
+    let array = &arrow::compute::nullif(
+        array,
+        &arrow::array::BooleanArray::from(numbers.iter().map(|n| !n).collect::<Vec<_>>()),
+    )?;
     let unparsed = |cast: &ArrayRef| (0..array.len()).any(|r| array.is_valid(r) && cast.is_null(r));
     let mut cast = cast_safely(array, to)?;
     if to.is_integer() && unparsed(&cast) {
@@ -473,7 +485,7 @@ fn parse_keeping(
             arrow::compute::kernels::zip::zip(&arrow::compute::is_null(&cast)?, &integral, &cast)?;
     }
     let misfits: Vec<usize> = (0..array.len())
-        .filter(|&r| array.is_valid(r) && cast.is_null(r))
+        .filter(|&r| texts.is_valid(r) && (!numbers[r] || cast.is_null(r)))
         .collect();
     Ok((cast, (!misfits.is_empty()).then_some(misfits)))
 }
@@ -619,14 +631,21 @@ mod tests {
             prices.iter().collect::<Vec<_>>(),
             [Some(2.0), None, Some(2.5), Some(1000.0), None]
         );
-        let counts = Arc::new(StringArray::from(vec!["5", "2.0", "5.5", "lots", "-0"])) as ArrayRef;
+        let counts = Arc::new(StringArray::from(vec![
+            "5", "2.0", "5.5", "lots", "-0", " 4 ", "0x10", "+5",
+        ])) as ArrayRef;
         let (cast, misfits) = cast_keeping(&counts, &DataType::Int64).unwrap();
-        assert_eq!(misfits, Some(vec![2, 3]));
+        assert_eq!(misfits, Some(vec![2, 3, 5, 6, 7]));
         let counts = cast.as_primitive::<arrow::datatypes::Int64Type>();
         assert_eq!(
             counts.iter().collect::<Vec<_>>(),
-            [Some(5), Some(2), None, None, Some(0)]
+            [Some(5), Some(2), None, None, Some(0), None, None, None]
         );
+        // Words Arrow would read as numbers are text, not JSON numbers.
+        let words = Arc::new(StringArray::from(vec!["NaN", "Infinity", "-inf", "1.5"])) as ArrayRef;
+        let (cast, misfits) = cast_keeping(&words, &DataType::Float64).unwrap();
+        assert_eq!(misfits, Some(vec![0, 1, 2]));
+        assert_eq!(cast.null_count(), 3);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `CAST(b AS STRING)` of binary as Spark casts it: bytes that are not UTF-8 become U+FFFD.
+//! `CAST(b AS STRING)` (and `TRY_CAST`) of binary as Spark casts it: bytes that are not
+//! UTF-8 become U+FFFD.
 //!
 //! Spark's Kafka idiom is `CAST(value AS STRING)`, and `_bad_records.value` holds, by design,
 //! messages that may not be UTF-8. Arrow's cast fails the whole statement at the first such
@@ -18,7 +19,7 @@ use datafusion::common::tree_node::{Transformed, TransformedResult};
 use datafusion::common::{
     DFSchema, ExprSchema, Result, ScalarValue, exec_err, utils::take_function_args,
 };
-use datafusion::logical_expr::expr::{Cast, ScalarFunction};
+use datafusion::logical_expr::expr::{Cast, ScalarFunction, TryCast};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature, Volatility,
@@ -61,7 +62,10 @@ fn is_binary(data_type: &DataType) -> bool {
 }
 
 fn rewrite_cast(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
-    let Expr::Cast(Cast { expr: inner, field }) = &expr else {
+    // TRY_CAST too: in Spark a cast of binary to text never fails, so both give the text.
+    let (Expr::Cast(Cast { expr: inner, field }) | Expr::TryCast(TryCast { expr: inner, field })) =
+        &expr
+    else {
         return Ok(Transformed::no(expr));
     };
     if !is_text(field.data_type())

@@ -72,7 +72,7 @@ pub fn recognize(sql: &str, dialect: &dyn Dialect) -> Option<Command> {
                 words.next();
             }
             Command::Describe {
-                table: name(words.next())?,
+                table: table_name(&mut words)?,
                 extended,
             }
         }
@@ -82,7 +82,7 @@ pub fn recognize(sql: &str, dialect: &dyn Dialect) -> Option<Command> {
         {
             words.next();
             Command::ShowPartitions {
-                table: name(words.next())?,
+                table: table_name(&mut words)?,
             }
         }
         _ => return None,
@@ -127,12 +127,22 @@ fn byte_offset(text: &str, line: u64, column: u64) -> Option<usize> {
     (at == (line, column)).then_some(text.len())
 }
 
-/// A table name token's text.
-fn name(token: Option<Token>) -> Option<String> {
-    match token? {
-        Token::Word(word) => Some(word.value),
-        _ => None,
+/// The table a name of `tokens` gives (`t`, `public.t`, `datafusion.public.t`: bnetl's
+/// tables are in DataFusion's default catalog and schema); `None` for another name.
+fn table_name<I: Iterator<Item = Token>>(tokens: &mut std::iter::Peekable<I>) -> Option<String> {
+    let mut parts = Vec::new();
+    loop {
+        match tokens.next()? {
+            Token::Word(word) => parts.push(word.value),
+            _ => return None,
+        }
+        if tokens.next_if_eq(&Token::Period).is_none() {
+            break;
+        }
     }
+    let table = parts.pop()?;
+    let qualifier: Vec<&str> = parts.iter().map(String::as_str).collect();
+    matches!(qualifier[..], [] | ["public"] | ["datafusion", "public"]).then_some(table)
 }
 
 /// Spark SQL's name of an Arrow type, as `DESCRIBE` and `printSchema` show it.
@@ -327,6 +337,14 @@ mod tests {
                     table: "purchases".to_owned(),
                 }),
             ),
+            ("DESCRIBE public.purchases", describe("purchases", false)),
+            (
+                "SHOW PARTITIONS datafusion.public.purchases",
+                Some(Command::ShowPartitions {
+                    table: "purchases".to_owned(),
+                }),
+            ),
+            ("DESCRIBE other.purchases", None),
             ("DESCRIBE purchases Host", None),
             ("DESCRIBE SELECT 1", None),
             ("SHOW TABLES", None),
