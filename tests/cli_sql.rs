@@ -705,6 +705,15 @@ fn partition_columns_read_back_with_their_types_and_the_default_partition_as_nul
             && extended.contains("\n# Detailed Table Information,,\nTable,bydate,\nProvider,parquet,\nLocation,file://"),
         "{extended}"
     );
+    assert_eq!(
+        bnetl.sql_csv("DESCRIBE bylevel level"),
+        "info_name,info_value\ncol_name,level\ndata_type,bigint\ncomment,NULL\n"
+    );
+    let columns = bnetl.sql_csv("SHOW COLUMNS IN bylevel");
+    assert!(
+        columns.starts_with("col_name\nAccept\nHost\n") && columns.ends_with("\nlevel\n"),
+        "{columns}"
+    );
     // SHOW PARTITIONS: the folders of the committed files, the default partition included.
     let partitions = bnetl.sql_csv("SHOW PARTITIONS bylevel");
     let expected: Vec<String> = std::iter::once("partition".to_owned())

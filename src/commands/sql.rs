@@ -400,6 +400,14 @@ async fn plan_statement(
         Vec::new()
     };
     let frame = match &command {
+        spark_commands::Command::Describe {
+            extended,
+            column: Some(column),
+            ..
+        } => spark_commands::describe_column(ctx, table, column, *extended).await,
+        spark_commands::Command::ShowColumns { .. } => {
+            spark_commands::show_columns(ctx, table).await
+        }
         spark_commands::Command::Describe { extended, .. } => {
             let details = if over_warehouse {
                 vec![

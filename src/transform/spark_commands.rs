@@ -6,6 +6,9 @@
 //!   partition columns again under `# Partition Information`, and with `EXTENDED` a
 //!   `# Detailed Table Information` section. DataFusion's own `DESCRIBE t` printed Arrow types,
 //!   and `DESCRIBE TABLE t` did not parse.
+//! - `DESCRIBE t column`: the column's `info_name, info_value` rows; `SHOW COLUMNS IN t`:
+//!   its columns' names in `col_name` (DataFusion's answer was its catalog view, with Arrow
+//!   types).
 //! - `SHOW PARTITIONS t`: one row per partition, its folder path (`event_type=purchase_sword`,
 //!   escaped as the folders are), sorted; a table without partition columns is an error, as
 //!   in Spark. DataFusion took it for `SHOW` of a variable.
@@ -34,17 +37,25 @@ use crate::sink::partition::hive_path;
 /// A Spark table command of a `bnetl sql` statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// `DESCRIBE [TABLE] [EXTENDED | FORMATTED] table`.
-    Describe { table: String, extended: bool },
+    /// `DESCRIBE [TABLE] [EXTENDED | FORMATTED] table [column]`.
+    Describe {
+        table: String,
+        extended: bool,
+        column: Option<String>,
+    },
     /// `SHOW PARTITIONS table`.
     ShowPartitions { table: String },
+    /// `SHOW COLUMNS {IN | FROM} table`.
+    ShowColumns { table: String },
 }
 
 impl Command {
     /// The table the command is about.
     pub fn table(&self) -> &str {
         match self {
-            Command::Describe { table, .. } | Command::ShowPartitions { table } => table,
+            Command::Describe { table, .. }
+            | Command::ShowPartitions { table }
+            | Command::ShowColumns { table } => table,
         }
     }
 }
@@ -71,9 +82,16 @@ pub fn recognize(sql: &str, dialect: &dyn Dialect) -> Option<Command> {
             if extended {
                 words.next();
             }
+            let table = table_name(&mut words)?;
+            let column = match words.next() {
+                Some(Token::Word(word)) => Some(word.value),
+                Some(_) => return None,
+                None => None,
+            };
             Command::Describe {
-                table: table_name(&mut words)?,
+                table,
                 extended,
+                column,
             }
         }
         first
@@ -82,6 +100,18 @@ pub fn recognize(sql: &str, dialect: &dyn Dialect) -> Option<Command> {
         {
             words.next();
             Command::ShowPartitions {
+                table: table_name(&mut words)?,
+            }
+        }
+        first
+            if keyword(first.as_ref(), &[Keyword::SHOW])
+                && keyword(words.peek(), &[Keyword::COLUMNS]) =>
+        {
+            words.next();
+            if !keyword(words.next().as_ref(), &[Keyword::IN, Keyword::FROM]) {
+                return None;
+            }
+            Command::ShowColumns {
                 table: table_name(&mut words)?,
             }
         }
@@ -249,6 +279,66 @@ pub async fn describe(
     ctx.read_batch(batch)
 }
 
+/// `DESCRIBE table column`: the column's name, Spark type and comment as `info_name`,
+/// `info_value` rows, and with `extended` the statistics Spark shows (none is computed, so
+/// each is `NULL`, as Spark shows them for a table never analyzed).
+pub async fn describe_column(
+    ctx: &SessionContext,
+    table: &str,
+    column: &str,
+    extended: bool,
+) -> Result<DataFrame> {
+    let schema = provider_schema(ctx, table).await?;
+    let field = schema.field_with_name(column).map_err(|_| {
+        DataFusionError::Plan(format!("column '{column}' not found in table '{table}'"))
+    })?;
+    let mut rows = vec![
+        ("col_name", field.name().clone()),
+        ("data_type", spark_type(field.data_type())),
+        ("comment", "NULL".to_owned()),
+    ];
+    if extended {
+        for statistic in [
+            "min",
+            "max",
+            "num_nulls",
+            "distinct_count",
+            "avg_col_len",
+            "max_col_len",
+            "histogram",
+        ] {
+            rows.push((statistic, "NULL".to_owned()));
+        }
+    }
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("info_name", DataType::Utf8, false),
+            Field::new("info_value", DataType::Utf8, false),
+        ])),
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.1))),
+        ],
+    )?;
+    ctx.read_batch(batch)
+}
+
+/// `SHOW COLUMNS IN table`: its column names, in order, in a column `col_name`.
+pub async fn show_columns(ctx: &SessionContext, table: &str) -> Result<DataFrame> {
+    let schema = provider_schema(ctx, table).await?;
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new(
+            "col_name",
+            DataType::Utf8,
+            false,
+        )])),
+        vec![Arc::new(StringArray::from_iter_values(
+            schema.fields().iter().map(|f| f.name()),
+        ))],
+    )?;
+    ctx.read_batch(batch)
+}
+
 /// `SHOW PARTITIONS` of `table`: the folder path of each of its partitions (of the table as
 /// `ctx` reads it: its committed files), sorted, in a column `partition`.
 pub async fn show_partitions(
@@ -321,6 +411,7 @@ mod tests {
             Some(Command::Describe {
                 table: table.to_owned(),
                 extended,
+                column: None,
             })
         };
         let cases = [
@@ -345,7 +436,22 @@ mod tests {
                 }),
             ),
             ("DESCRIBE other.purchases", None),
-            ("DESCRIBE purchases Host", None),
+            (
+                "DESCRIBE purchases Host",
+                Some(Command::Describe {
+                    table: "purchases".to_owned(),
+                    extended: false,
+                    column: Some("Host".to_owned()),
+                }),
+            ),
+            ("DESCRIBE purchases Host extra", None),
+            (
+                "SHOW COLUMNS IN purchases",
+                Some(Command::ShowColumns {
+                    table: "purchases".to_owned(),
+                }),
+            ),
+            ("SHOW COLUMNS purchases", None),
             ("DESCRIBE SELECT 1", None),
             ("SHOW TABLES", None),
             ("SELECT * FROM purchases", None),
