@@ -714,9 +714,45 @@ fn plans_text(batches: &[RecordBatch], truncate: usize) -> String {
     blocks.join("\n")
 }
 
+/// How `show()` prints the values of `column`, by row: binary as Spark prints it (`[6E 6F]`,
+/// each byte in hex), anything else as Arrow formats it (a type Arrow cannot format as its
+/// type's name, never a failure).
+fn shown_cell<'a>(
+    column: &'a dyn arrow::array::Array,
+    options: &'a FormatOptions<'a>,
+) -> Box<dyn Fn(usize) -> String + 'a> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::DataType;
+    let bytes: Option<Box<dyn Fn(usize) -> &'a [u8] + 'a>> = match column.data_type() {
+        DataType::Binary => Some(Box::new(|row| column.as_binary::<i32>().value(row))),
+        DataType::LargeBinary => Some(Box::new(|row| column.as_binary::<i64>().value(row))),
+        DataType::BinaryView => Some(Box::new(|row| column.as_binary_view().value(row))),
+        DataType::FixedSizeBinary(_) => {
+            Some(Box::new(|row| column.as_fixed_size_binary().value(row)))
+        }
+        _ => None,
+    };
+    if let Some(bytes) = bytes {
+        return Box::new(move |row| {
+            if column.is_null(row) {
+                return "null".to_owned();
+            }
+            let hex: Vec<String> = bytes(row).iter().map(|b| format!("{b:02X}")).collect();
+            format!("[{}]", hex.join(" "))
+        });
+    }
+    match ArrayFormatter::try_new(column, options) {
+        Ok(formatter) => Box::new(move |row| formatter.value(row).to_string()),
+        Err(_) => {
+            let shown = format!("<{}>", column.data_type());
+            Box::new(move |_| shown.clone())
+        }
+    }
+}
+
 /// Renders batches as Spark's `DataFrame.show(truncate)` does: values longer than `truncate`
 /// characters are cut to `truncate - 3` plus `...`, and cells are right-aligned (left-aligned
-/// when `truncate` is 0), with `null` for nulls.
+/// when `truncate` is 0), with `null` for nulls and binary in hex bytes (`[6E 6F]`).
 pub fn show(batches: &[RecordBatch], truncate: usize) -> String {
     let Some(first) = batches.first() else {
         return String::new();
@@ -744,19 +780,13 @@ pub fn show(batches: &[RecordBatch], truncate: usize) -> String {
             .collect(),
     ];
     for batch in batches {
-        let formatters: Vec<_> = batch
+        let cells: Vec<Box<dyn Fn(usize) -> String + '_>> = batch
             .columns()
             .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .collect::<std::result::Result<_, _>>()
-            .unwrap_or_default();
+            .map(|c| shown_cell(c.as_ref(), &options))
+            .collect();
         for row in 0..batch.num_rows() {
-            rows.push(
-                formatters
-                    .iter()
-                    .map(|f| cut(f.value(row).to_string()))
-                    .collect(),
-            );
+            rows.push(cells.iter().map(|cell| cut(cell(row))).collect());
         }
     }
     // Columns are as wide as their values are on screen: a CJK character takes two places,
@@ -833,6 +863,20 @@ mod tests {
 +---------------+-----------+
 ";
         assert_eq!(show(&[batch()], 20), expected);
+    }
+
+    #[test]
+    fn binary_shows_as_sparks_hex_bytes() {
+        let values: Vec<Option<&[u8]>> = vec![Some(b"no"), None, Some(&[0xff, 0x0a])];
+        let batch = RecordBatch::try_from_iter([(
+            "value",
+            Arc::new(arrow::array::BinaryArray::from(values)) as arrow::array::ArrayRef,
+        )])
+        .unwrap();
+        assert_eq!(
+            show(&[batch], 20),
+            "+-------+\n|  value|\n+-------+\n|[6E 6F]|\n|   null|\n|[FF 0A]|\n+-------+\n"
+        );
     }
 
     #[test]
