@@ -32,6 +32,7 @@ use crate::progress::Progress;
 use crate::settings::{ReadSettings, Settings};
 use crate::source::{self, OffsetRange};
 use crate::transform::QueryError;
+use crate::transform::binary_text::binary_values;
 use crate::transform::queries::{self, Query};
 use crate::transform::session::{self, Needed};
 use crate::transform::{result_names, spark_commands};
@@ -721,24 +722,13 @@ fn shown_cell<'a>(
     column: &'a dyn arrow::array::Array,
     options: &'a FormatOptions<'a>,
 ) -> Box<dyn Fn(usize) -> String + 'a> {
-    use arrow::array::AsArray;
-    use arrow::datatypes::DataType;
-    let bytes: Option<Box<dyn Fn(usize) -> &'a [u8] + 'a>> = match column.data_type() {
-        DataType::Binary => Some(Box::new(|row| column.as_binary::<i32>().value(row))),
-        DataType::LargeBinary => Some(Box::new(|row| column.as_binary::<i64>().value(row))),
-        DataType::BinaryView => Some(Box::new(|row| column.as_binary_view().value(row))),
-        DataType::FixedSizeBinary(_) => {
-            Some(Box::new(|row| column.as_fixed_size_binary().value(row)))
-        }
-        _ => None,
-    };
-    if let Some(bytes) = bytes {
-        return Box::new(move |row| {
-            if column.is_null(row) {
-                return "null".to_owned();
+    if let Some(values) = binary_values(column) {
+        return Box::new(move |row| match values[row] {
+            None => "null".to_owned(),
+            Some(bytes) => {
+                let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02X}")).collect();
+                format!("[{}]", hex.join(" "))
             }
-            let hex: Vec<String> = bytes(row).iter().map(|b| format!("{b:02X}")).collect();
-            format!("[{}]", hex.join(" "))
         });
     }
     match ArrayFormatter::try_new(column, options) {

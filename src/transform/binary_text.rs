@@ -16,9 +16,7 @@ use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult};
-use datafusion::common::{
-    DFSchema, ExprSchema, Result, ScalarValue, exec_err, utils::take_function_args,
-};
+use datafusion::common::{DFSchema, ExprSchema, Result, exec_err, utils::take_function_args};
 use datafusion::logical_expr::expr::{Cast, ScalarFunction, TryCast};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
@@ -111,36 +109,35 @@ impl ScalarUDFImpl for Utf8Lossy {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let [arg] = take_function_args(self.name(), args.args)?;
-        match arg {
-            ColumnarValue::Array(array) => Ok(ColumnarValue::Array(utf8_lossy(&array)?)),
-            ColumnarValue::Scalar(scalar) => {
-                let text = utf8_lossy(&scalar.to_array()?)?;
-                Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                    &text, 0,
-                )?))
-            }
-        }
+        super::apply_unary(arg, utf8_lossy)
     }
+}
+
+/// The values of `array` as bytes, by row, when it is one of Arrow's binary types; `None`
+/// for any other type.
+pub fn binary_values(array: &dyn Array) -> Option<Vec<Option<&[u8]>>> {
+    Some(match array.data_type() {
+        DataType::Binary => array.as_binary::<i32>().iter().collect(),
+        DataType::LargeBinary => array.as_binary::<i64>().iter().collect(),
+        DataType::BinaryView => array.as_binary_view().iter().collect(),
+        DataType::FixedSizeBinary(_) => array.as_fixed_size_binary().iter().collect(),
+        _ => return None,
+    })
 }
 
 /// Each value of the binary `array` as text, each invalid UTF-8 sequence as U+FFFD.
 pub fn utf8_lossy(array: &ArrayRef) -> Result<ArrayRef> {
-    fn text<'a>(values: impl Iterator<Item = Option<&'a [u8]>>, len: usize) -> ArrayRef {
-        let mut out = StringBuilder::with_capacity(len, 0);
+    if let Some(values) = binary_values(array.as_ref()) {
+        let mut out = StringBuilder::with_capacity(values.len(), 0);
         for value in values {
             out.append_option(value.map(String::from_utf8_lossy));
         }
-        Arc::new(out.finish())
+        return Ok(Arc::new(out.finish()));
     }
-    let len = array.len();
-    Ok(match array.data_type() {
-        DataType::Binary => text(array.as_binary::<i32>().iter(), len),
-        DataType::LargeBinary => text(array.as_binary::<i64>().iter(), len),
-        DataType::BinaryView => text(array.as_binary_view().iter(), len),
-        DataType::FixedSizeBinary(_) => text(array.as_fixed_size_binary().iter(), len),
-        other if is_text(other) => cast(array, &DataType::Utf8)?,
-        other => return exec_err!("utf8_lossy takes binary, not {other}"),
-    })
+    match array.data_type() {
+        other if is_text(other) => Ok(cast(array, &DataType::Utf8)?),
+        other => exec_err!("utf8_lossy takes binary, not {other}"),
+    }
 }
 
 #[cfg(test)]

@@ -11,12 +11,13 @@ pub mod spark_format;
 pub mod starts_with;
 pub mod utc_date;
 
-use datafusion::common::DFSchema;
+use arrow::array::ArrayRef;
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::utils::merge_schema;
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::logical_expr::{ColumnarValue, Expr, LogicalPlan};
 
 /// The methods of a `ScalarUDFImpl` that wraps one of DataFusion's functions (its field
 /// `builtin`) and hands them on unchanged: name and aliases (registered, it replaces the
@@ -73,6 +74,21 @@ pub(crate) fn rewrite_expressions(
         } else {
             rewritten
         })
+    })
+}
+
+/// A one-argument function's result: `f` over the argument's array, or over a scalar as an
+/// array of one, back to a scalar. The functions that replace Arrow's casts ([`utc_date`],
+/// [`binary_text`]) are invoked through it.
+pub(crate) fn apply_unary(
+    arg: ColumnarValue,
+    f: impl Fn(&ArrayRef) -> datafusion::common::Result<ArrayRef>,
+) -> datafusion::common::Result<ColumnarValue> {
+    Ok(match arg {
+        ColumnarValue::Array(array) => ColumnarValue::Array(f(&array)?),
+        ColumnarValue::Scalar(scalar) => {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&f(&scalar.to_array()?)?, 0)?)
+        }
     })
 }
 

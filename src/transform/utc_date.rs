@@ -14,7 +14,7 @@ use arrow::array::{Array, ArrayRef, AsArray, Date32Array};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type, TimeUnit};
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::{DFSchema, ExprSchema, Result, ScalarValue, utils::take_function_args};
+use datafusion::common::{DFSchema, ExprSchema, Result, utils::take_function_args};
 use datafusion::logical_expr::expr::{Cast, ScalarFunction};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
@@ -98,15 +98,7 @@ impl ScalarUDFImpl for UtcDate {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let [arg] = take_function_args(self.name(), args.args)?;
-        match arg {
-            ColumnarValue::Array(array) => Ok(ColumnarValue::Array(utc_date(&array)?)),
-            ColumnarValue::Scalar(scalar) => {
-                let days = utc_date(&scalar.to_array()?)?;
-                Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                    &days, 0,
-                )?))
-            }
-        }
+        super::apply_unary(arg, utc_date)
     }
 }
 
