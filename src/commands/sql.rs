@@ -386,19 +386,22 @@ async fn plan_statement(
     };
     let table = command.table();
     let invalid = |source| QueryError::Plan {
-        name: format!("{label} (warehouse tables: {})", tables.join(", ")),
+        name: statement_name(label, tables),
         hint: String::new(),
         source,
     };
     let over_warehouse = table != TOPIC_TABLE && tables.iter().any(|t| t == table);
-    let partition_columns = if over_warehouse {
+    // Listing the partition folders is a round trip to the store: only for the commands
+    // that show them.
+    let partition_columns = || async {
+        if !over_warehouse {
+            return Ok(Vec::new());
+        }
         settings
             .warehouse
             .partition_columns(table)
             .await
-            .map_err(|e| invalid(datafusion::error::DataFusionError::External(Box::new(e))))?
-    } else {
-        Vec::new()
+            .map_err(|e| invalid(datafusion::error::DataFusionError::External(Box::new(e))))
     };
     let frame = match &command {
         spark_commands::Command::Describe {
@@ -422,13 +425,21 @@ async fn plan_statement(
                     ("Topic", settings.topic.clone()),
                 ]
             };
-            spark_commands::describe(ctx, table, &partition_columns, *extended, &details).await
+            let partitions = partition_columns().await?;
+            spark_commands::describe(ctx, table, &partitions, *extended, &details).await
         }
         spark_commands::Command::ShowPartitions { .. } => {
-            spark_commands::show_partitions(ctx, table, &partition_columns).await
+            let partitions = partition_columns().await?;
+            spark_commands::show_partitions(ctx, table, &partitions).await
         }
     };
     Ok(frame.map_err(invalid)?)
+}
+
+/// How messages name the statement `label`: with the tables that exist, so that a planning
+/// failure over a misspelt table shows the right name.
+fn statement_name(label: &str, tables: &[String]) -> String {
+    format!("{label} (warehouse tables: {})", tables.join(", "))
 }
 
 /// Plans one statement, named `label` in messages. A planning failure names the tables that
@@ -440,7 +451,7 @@ async fn plan(
     tables: &[String],
 ) -> Result<DataFrame> {
     let statement = Query {
-        name: format!("{label} (warehouse tables: {})", tables.join(", ")),
+        name: statement_name(label, tables),
         sql: sql.to_owned(),
     };
     let frame = statement.plan(ctx).await?;
