@@ -16,7 +16,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, StringBuilder};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
-use datafusion::common::{Result, ScalarValue, exec_err, utils::take_function_args};
+use datafusion::common::{Result, ScalarValue, utils::take_function_args};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
     Volatility,
@@ -151,6 +151,8 @@ impl ScalarUDFImpl for GetJsonObject {
             (&json, &path),
             (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_))
         );
+        // Two scalars: one value, not the same one computed for every row.
+        let rows = if scalar { 1 } else { rows };
         let text = |value: ColumnarValue| -> Result<ArrayRef> {
             Ok(cast(&value.into_array(rows)?, &DataType::Utf8)?)
         };
@@ -178,9 +180,6 @@ impl ScalarUDFImpl for GetJsonObject {
             return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
                 &result, 0,
             )?));
-        }
-        if result.len() != rows {
-            return exec_err!("get_json_object: {} results for {rows} rows", result.len());
         }
         Ok(ColumnarValue::Array(result))
     }
