@@ -467,25 +467,22 @@ fn parse_keeping(
 ) -> Result<(ArrayRef, Option<Vec<usize>>), ArrowError> {
     // Only the text of a JSON number is a number: not `NaN`, `Infinity`, ` 4 ` or `0x10`,
     // which Arrow's cast would also read.
-    let texts = array.as_string::<i32>();
-    let numbers: Vec<bool> = texts
+    let not_number: arrow::array::BooleanArray = array
+        .as_string::<i32>()
         .iter()
-        .map(|t| t.is_some_and(crate::decode::json::is_json_number))
+        .map(|t| Some(t.is_some_and(|t| !crate::decode::json::is_json_number(t))))
         .collect();
-    let array = &arrow::compute::nullif(
-        array,
-        &arrow::array::BooleanArray::from(numbers.iter().map(|n| !n).collect::<Vec<_>>()),
-    )?;
-    let unparsed = |cast: &ArrayRef| (0..array.len()).any(|r| array.is_valid(r) && cast.is_null(r));
-    let mut cast = cast_safely(array, to)?;
-    if to.is_integer() && unparsed(&cast) {
-        let float = cast_safely(array, &DataType::Float64)?;
+    let numbers = &arrow::compute::nullif(array, &not_number)?;
+    let mut cast = cast_safely(numbers, to)?;
+    if to.is_integer() && (0..array.len()).any(|r| numbers.is_valid(r) && cast.is_null(r)) {
+        let float = cast_safely(numbers, &DataType::Float64)?;
         let (integral, _) = cast_keeping(&float, to)?;
         cast =
             arrow::compute::kernels::zip::zip(&arrow::compute::is_null(&cast)?, &integral, &cast)?;
     }
+    // A misfit is text that is null once cast: not a JSON number, or not one of this type.
     let misfits: Vec<usize> = (0..array.len())
-        .filter(|&r| texts.is_valid(r) && (!numbers[r] || cast.is_null(r)))
+        .filter(|&r| array.is_valid(r) && cast.is_null(r))
         .collect();
     Ok((cast, (!misfits.is_empty()).then_some(misfits)))
 }
