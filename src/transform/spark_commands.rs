@@ -264,19 +264,20 @@ pub async fn describe(
             rows.push(((*name).to_owned(), value.clone(), Some(String::new())));
         }
     }
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("col_name", DataType::Utf8, false),
-            Field::new("data_type", DataType::Utf8, false),
-            Field::new("comment", DataType::Utf8, true),
-        ])),
+    text_result(
+        ctx,
         vec![
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.0))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.1))),
-            Arc::new(rows.iter().map(|r| r.2.as_deref()).collect::<StringArray>()),
+            (
+                "col_name",
+                StringArray::from_iter_values(rows.iter().map(|r| &r.0)),
+            ),
+            (
+                "data_type",
+                StringArray::from_iter_values(rows.iter().map(|r| &r.1)),
+            ),
+            ("comment", rows.iter().map(|r| r.2.as_deref()).collect()),
         ],
-    )?;
-    ctx.read_batch(batch)
+    )
 }
 
 /// `DESCRIBE table column`: the column's name, Spark type and comment as `info_name`,
@@ -310,33 +311,26 @@ pub async fn describe_column(
             rows.push((statistic, "NULL".to_owned()));
         }
     }
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("info_name", DataType::Utf8, false),
-            Field::new("info_value", DataType::Utf8, false),
-        ])),
+    text_result(
+        ctx,
         vec![
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.1))),
+            (
+                "info_name",
+                StringArray::from_iter_values(rows.iter().map(|r| r.0)),
+            ),
+            (
+                "info_value",
+                StringArray::from_iter_values(rows.iter().map(|r| &r.1)),
+            ),
         ],
-    )?;
-    ctx.read_batch(batch)
+    )
 }
 
 /// `SHOW COLUMNS IN table`: its column names, in order, in a column `col_name`.
 pub async fn show_columns(ctx: &SessionContext, table: &str) -> Result<DataFrame> {
     let schema = provider_schema(ctx, table).await?;
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new(
-            "col_name",
-            DataType::Utf8,
-            false,
-        )])),
-        vec![Arc::new(StringArray::from_iter_values(
-            schema.fields().iter().map(|f| f.name()),
-        ))],
-    )?;
-    ctx.read_batch(batch)
+    let names = StringArray::from_iter_values(schema.fields().iter().map(|f| f.name()));
+    text_result(ctx, vec![("col_name", names)])
 }
 
 /// `SHOW PARTITIONS` of `table`: the folder path of each of its partitions (of the table as
@@ -381,15 +375,20 @@ pub async fn show_partitions(
     // `a=` and `a=__HIVE_DEFAULT_PARTITION__` are one folder.
     paths.sort();
     paths.dedup();
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new(
-            "partition",
-            DataType::Utf8,
-            false,
-        )])),
-        vec![Arc::new(StringArray::from(paths))],
-    )?;
-    ctx.read_batch(batch)
+    text_result(ctx, vec![("partition", StringArray::from(paths))])
+}
+
+/// A result of text columns, each with its name (nullable when it holds a null).
+fn text_result(ctx: &SessionContext, columns: Vec<(&str, StringArray)>) -> Result<DataFrame> {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(name, values)| Field::new(*name, DataType::Utf8, values.null_count() > 0))
+        .collect();
+    let arrays = columns
+        .into_iter()
+        .map(|(_, values)| Arc::new(values) as arrow::array::ArrayRef)
+        .collect();
+    ctx.read_batch(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
 }
 
 /// The schema of the table `table` of `ctx`; a plan error naming it when there is none.
