@@ -1,10 +1,13 @@
-//! JSON messages → Arrow: one parse per message, values kept as borrowed raw JSON text.
+//! JSON messages → Arrow: one parse per distinct run of messages, values kept as borrowed raw
+//! JSON text.
 //!
 //! [`scan`] validates each message, feeds [`SchemaInference`] and keeps the bad ones aside;
 //! [`EventDecoder`] builds the columns of a schema, and [`EventDecoder::decode_checked`] does
 //! both at once, recording in a [`Conformance`] whether inference would still give that schema.
 //! All use [`ObjectReader`], so a message is bad in one exactly when it is bad in the others;
-//! it reads the common flat objects itself and leaves the rest to serde_json.
+//! it reads the common flat objects itself and leaves the rest to serde_json. The decoder
+//! does not parse again an event whose bytes are the previous message's (a game's clients
+//! send runs of the same action, as `ab` does): it appends the fields it read from that one.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -613,12 +616,27 @@ impl EventDecoder {
         // k-th field of the previous event is tried first, by name, before the hash lookup.
         let mut order = FieldOrder::default();
         let mut reader = ObjectReader::default();
+        // The last message read whole, when it was an event: a message of the same bytes has
+        // the same fields, kinds and escapes, so its slots are left as that one's.
+        let mut last: Option<(&[u8], Escapes)> = None;
         for message in messages {
+            let value = message.value.as_deref();
+            if let (Some((last_value, escapes)), Some(value)) = (last, value)
+                && !rescues
+                && same_bytes(last_value, value)
+            {
+                for (builder, slot) in columns.iter_mut().zip(&slots) {
+                    builder.append(*slot, escapes);
+                }
+                metadata.append(&self.topic, message);
+                continue;
+            }
+            last = None;
             slots.iter_mut().for_each(|s| *s = None);
             let mut rescued: Vec<(Cow<'_, str>, &str)> = Vec::new();
             let mut seen = seen.as_deref_mut();
             let mut position = 0;
-            let parsed = reader.fields(message.value.as_deref(), |name, value| {
+            let parsed = reader.fields(value, |name, value| {
                 let column = order.column_of(&self.schema, position, &name);
                 position += 1;
                 match (column, seen.as_deref_mut()) {
@@ -637,7 +655,10 @@ impl EventDecoder {
                 }
             });
             let escapes = match parsed {
-                Ok(escapes) => escapes,
+                Ok(escapes) => {
+                    last = value.map(|v| (v, escapes));
+                    escapes
+                }
                 Err(error) => {
                     if let Some(seen) = seen {
                         seen.bad.push(BadRecord::new(message, error));
@@ -1028,6 +1049,55 @@ mod tests {
         )];
         let (batch, _) = decode_all(&messages);
         assert_eq!(strings(&batch, "Host")[0].as_deref(), Some("a.example"));
+    }
+
+    #[test]
+    fn a_repeated_message_decodes_as_it_does_alone() {
+        let escaped = br#"{"event_type":"default","Host":"a\u002eexample","n":1}"#;
+        let flat = br#"{"event_type":"purchase_sword","Host":"b.example","n":2.5}"#;
+        let values: [&[u8]; 9] = [
+            escaped,
+            escaped,
+            flat,
+            flat,
+            b"not json",
+            b"not json",
+            flat,
+            escaped,
+            escaped,
+        ];
+        let messages: Vec<Message> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| message(i as i64, v))
+            .collect();
+        let mut inference = SchemaInference::default();
+        assert_eq!(scan(&messages, &mut inference).len(), 2);
+        let schema = Arc::new(inference.finish(false));
+        let decoder = EventDecoder::new(Arc::clone(&schema), "events");
+        let mut seen = Conformance::new(&schema);
+        let together = decoder.decode_checked(&messages, &mut seen).unwrap();
+        assert_eq!(seen.bad.len(), 2);
+        assert!(seen.holds(&schema, &inference, false));
+        let alone: Vec<RecordBatch> = messages
+            .iter()
+            .map(|m| decoder.decode(std::slice::from_ref(m)).unwrap())
+            .collect();
+        let alone = arrow::compute::concat_batches(&schema.arrow(), &alone).unwrap();
+        assert_eq!(together, alone);
+        assert_eq!(
+            strings(&together, "Host"),
+            [
+                "a.example",
+                "a.example",
+                "b.example",
+                "b.example",
+                "b.example",
+                "a.example",
+                "a.example"
+            ]
+            .map(|h| Some(h.to_owned()))
+        );
     }
 
     #[test]
