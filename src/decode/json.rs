@@ -50,10 +50,11 @@ impl FieldOrder {
     }
 }
 
-/// `a == b` for the short field names of events, compared in place a word at a time (the
-/// slice comparison calls libc's `memcmp`, which cost more than the comparison itself here).
+/// `a == b` for short byte strings (events' field names, messages, header values), compared in
+/// place a word at a time (the slice comparison calls libc's `memcmp`, which cost more than the
+/// comparison itself here).
 #[inline]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -4,6 +4,7 @@
 //! modes ([`commit`]).
 
 pub mod commit;
+pub mod dictionary;
 pub mod durable;
 pub mod partition;
 pub mod read_only;

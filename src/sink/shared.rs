@@ -11,15 +11,17 @@
 //!
 //! A column is shared only when its arrays are the same memory (`ArrayData::ptr_eq`, the
 //! arrays held by the entry so their memory cannot be reused while it is looked up), its field
-//! is equal and its column settings are; anything else is encoded by the table itself. The
-//! files are the bytes an `ArrowWriter` writes for the same batches (unit-tested).
+//! is equal and its column settings are; anything else is encoded by the table itself. A
+//! string column of few distinct values is encoded by [`super::dictionary`] (the values,
+//! statistics and page index the crate's writer gives it, without hashing each value); every
+//! other column is the bytes an `ArrowWriter` writes for the same batches (unit-tested).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use arrow::array::{Array, ArrayData};
-use arrow::datatypes::{FieldRef, SchemaRef};
+use arrow::array::{Array, ArrayData, AsArray, StringArray};
+use arrow::datatypes::{DataType, FieldRef, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use bytes::{Bytes, BytesMut};
 use object_store::buffered::BufWriter;
@@ -33,9 +35,11 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use super::dictionary;
 
 /// A column chunk's encoded bytes, dictionary page first, and what the file's footer says of
 /// it, with offsets counted from the chunk's first byte.
@@ -327,6 +331,10 @@ type RowGroupTask = JoinHandle<Result<Vec<Arc<EncodedChunk>>>>;
 struct Encoder {
     pages: Arc<RecordedPages>,
     schema: SchemaRef,
+    /// The file's leaf columns, and its settings, for the chunks of few distinct strings
+    /// encoded by [`super::dictionary`].
+    columns: Vec<ColumnDescPtr>,
+    props: WriterProperties,
     /// Each field's column settings, as entries compare them.
     settings: Vec<String>,
     chunks: Arc<SharedChunks>,
@@ -349,12 +357,13 @@ impl SharingWriter {
         let max_rows = props.max_row_group_row_count().unwrap_or(usize::MAX);
         let pages = Arc::new(RecordedPages::default());
         let options = ArrowWriterOptions::new()
-            .with_properties(props)
+            .with_properties(props.clone())
             .with_page_store_factory(Arc::clone(&pages) as Arc<dyn PageStoreFactory>);
         let (file, factory) =
             ArrowWriter::try_new_with_options(Vec::new(), Arc::clone(&schema), options)?
                 .into_serialized_writer()?;
         let id = chunks.next_id.fetch_add(1, Ordering::Relaxed);
+        let columns = file.schema_descr().columns().to_vec();
         Ok(SharingWriter {
             file,
             factory,
@@ -362,6 +371,8 @@ impl SharingWriter {
             encoder: Arc::new(Encoder {
                 pages,
                 schema,
+                columns,
+                props,
                 settings,
                 chunks,
                 id,
@@ -537,6 +548,18 @@ impl Encoder {
         mut writers: Vec<ArrowColumnWriter>,
     ) -> Result<Vec<Arc<EncodedChunk>>> {
         let field = self.schema.field(at);
+        if writers.len() == 1
+            && *field.data_type() == DataType::Utf8
+            && let Some(descr) = self.columns.get(first_leaf)
+        {
+            let arrays: Vec<&StringArray> = pending
+                .iter()
+                .map(|b| b.column(at).as_string::<i32>())
+                .collect();
+            if let Some((bytes, close)) = dictionary::encode(&arrays, descr, &self.props)? {
+                return Ok(vec![Arc::new(EncodedChunk { bytes, close })]);
+            }
+        }
         for batch in pending {
             let leaves = compute_leaves(field, batch.column(at))?;
             for (writer, leaf) in writers.iter_mut().zip(leaves) {
