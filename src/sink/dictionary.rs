@@ -16,6 +16,7 @@
 //! against the crate's writer, and by the interop tests through DuckDB, Spark and pyarrow).
 
 use arrow::array::{Array, StringArray};
+use arrow::datatypes::ArrowNativeType;
 use bytes::Bytes;
 use parquet::basic::{BoundaryOrder, Compression, Encoding, EncodingMask, PageType, Type};
 use parquet::column::page::{CompressedPage, Page, PageWriter};
@@ -114,15 +115,17 @@ pub fn encode(
     let mut levels: Vec<u8> = Vec::with_capacity(if nullable { rows } else { 0 });
     let mut previous: Option<(&[u8], u32)> = None;
     for array in arrays {
-        for row in 0..array.len() {
-            if array.is_null(row) {
+        let data = array.value_data();
+        let nulls = array.nulls().filter(|n| n.null_count() > 0);
+        for (row, ends) in array.value_offsets().windows(2).enumerate() {
+            if nulls.is_some_and(|n| n.is_null(row)) {
                 levels.push(0);
                 continue;
             }
             if nullable {
                 levels.push(1);
             }
-            let value = array.value(row).as_bytes();
+            let value = &data[ends[0].as_usize()..ends[1].as_usize()];
             let key = match previous {
                 Some((last, key)) if same_bytes(last, value) => key,
                 _ => {
