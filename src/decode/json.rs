@@ -1,5 +1,5 @@
-//! JSON messages → Arrow: one parse per distinct run of messages, values kept as borrowed raw
-//! JSON text.
+//! JSON messages → Arrow: one parse per message (repeats excepted), values kept as borrowed
+//! raw JSON text.
 //!
 //! [`scan`] validates each message, feeds [`SchemaInference`] and keeps the bad ones aside;
 //! [`EventDecoder`] builds the columns of a schema, and [`EventDecoder::decode_checked`] does
@@ -7,7 +7,8 @@
 //! All use [`ObjectReader`], so a message is bad in one exactly when it is bad in the others;
 //! it reads the common flat objects itself and leaves the rest to serde_json. The decoder
 //! does not parse again an event whose bytes are the previous message's (a game's clients
-//! send runs of the same action, as `ab` does): it appends the fields it read from that one.
+//! send runs of the same action, as `ab` does), or those of one of the batch's first distinct
+//! events ([`Recent`]): it appends the fields it read from that one.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -25,6 +26,57 @@ use serde_json::value::RawValue;
 use super::schema::{ColumnType, EventSchema, JsonKind, SchemaInference, header_fields};
 use super::{BadRecord, DecodeError};
 use crate::source::Message;
+
+/// The first distinct events of a batch, by their bytes: their fields' raw values by column.
+/// Events of a game repeat (the same action of the same client sends the same bytes), so a
+/// message is looked up before it is parsed; after [`Recent::TRIAL`] lookups that found less
+/// than one in ten, the batch stops looking.
+struct Recent<'a> {
+    events: foldhash::HashMap<&'a [u8], (Vec<Option<&'a str>>, Escapes)>,
+    looking: bool,
+    lookups: usize,
+    found: usize,
+}
+
+impl<'a> Recent<'a> {
+    /// Distinct events remembered per batch.
+    const CAPACITY: usize = 256;
+    /// Lookups after which a batch that finds too few stops looking.
+    const TRIAL: usize = 512;
+
+    fn new(looking: bool) -> Self {
+        Recent {
+            events: foldhash::HashMap::default(),
+            looking,
+            lookups: 0,
+            found: 0,
+        }
+    }
+
+    /// The escapes of the event of bytes `value`, its fields put in `slots`, when remembered.
+    fn find(&mut self, value: &[u8], slots: &mut [Option<&'a str>]) -> Option<Escapes> {
+        if !self.looking {
+            return None;
+        }
+        self.lookups += 1;
+        if let Some((fields, escapes)) = self.events.get(value) {
+            self.found += 1;
+            slots.copy_from_slice(fields);
+            return Some(*escapes);
+        }
+        if self.lookups >= Self::TRIAL && self.found * 10 < self.lookups {
+            self.looking = false;
+            self.events = foldhash::HashMap::default();
+        }
+        None
+    }
+
+    fn remember(&mut self, value: &'a [u8], slots: &[Option<&'a str>], escapes: Escapes) {
+        if self.looking && self.events.len() < Self::CAPACITY {
+            self.events.insert(value, (slots.to_vec(), escapes));
+        }
+    }
+}
 
 /// The columns of the fields of the last event decoded, by position.
 #[derive(Default)]
@@ -617,15 +669,24 @@ impl EventDecoder {
         // k-th field of the previous event is tried first, by name, before the hash lookup.
         let mut order = FieldOrder::default();
         let mut reader = ObjectReader::default();
-        // The last message read whole, when it was an event: a message of the same bytes has
-        // the same fields, kinds and escapes, so its slots are left as that one's.
+        // A message of the same bytes as an event already read has the same fields, kinds and
+        // escapes: the previous event's are still in the slots, and the batch's first
+        // distinct events are remembered (while they are found often enough to pay for the
+        // lookups). A decode that keeps rescued data reads every message.
         let mut last: Option<(&[u8], Escapes)> = None;
+        let mut recent = Recent::new(!rescues);
         for message in messages {
             let value = message.value.as_deref();
-            if let (Some((last_value, escapes)), Some(value)) = (last, value)
-                && !rescues
-                && same_bytes(last_value, value)
-            {
+            let repeated = match (last, value) {
+                (_, _) if rescues => None,
+                (_, None) => None,
+                (Some((last_value, escapes)), Some(value)) if same_bytes(last_value, value) => {
+                    Some(escapes)
+                }
+                (_, Some(value)) => recent.find(value, &mut slots),
+            };
+            if let Some(escapes) = repeated {
+                last = value.map(|v| (v, escapes));
                 for (builder, slot) in columns.iter_mut().zip(&slots) {
                     builder.append(*slot, escapes);
                 }
@@ -658,6 +719,9 @@ impl EventDecoder {
             let escapes = match parsed {
                 Ok(escapes) => {
                     last = value.map(|v| (v, escapes));
+                    if let Some(value) = value {
+                        recent.remember(value, &slots, escapes);
+                    }
                     escapes
                 }
                 Err(error) => {
@@ -1099,6 +1163,28 @@ mod tests {
             ]
             .map(|h| Some(h.to_owned()))
         );
+
+        // Past the distinct events a batch remembers, and past the lookups after which a
+        // batch that finds too few stops looking: every message still decodes as it does alone.
+        let messages: Vec<Message> = (0..700)
+            .chain((0..700).rev())
+            .chain([3, 3, 699, 1])
+            .enumerate()
+            .map(|(i, n)| {
+                let value = format!(r#"{{"event_type":"e{n}","n":{n}}}"#);
+                message(i as i64, value.as_bytes())
+            })
+            .collect();
+        let mut inference = SchemaInference::default();
+        assert!(scan(&messages, &mut inference).is_empty());
+        let decoder = EventDecoder::new(Arc::new(inference.finish(false)), "events");
+        let together = decoder.decode(&messages).unwrap();
+        let alone: Vec<RecordBatch> = messages
+            .iter()
+            .map(|m| decoder.decode(std::slice::from_ref(m)).unwrap())
+            .collect();
+        let alone = arrow::compute::concat_batches(&together.schema(), &alone).unwrap();
+        assert_eq!(together, alone);
     }
 
     #[test]
