@@ -4,16 +4,16 @@
 //! The parquet crate's writer hashes and compares every string value into its dictionary and
 //! compares every value again for the chunk's min/max, even when one value repeats row after
 //! row, as the game's headers (`Host`, `User-Agent`, `Accept`, `topic`) do; upstream has no way
-//! around it (arrow-rs issue #10465). [`encode`] gives a row group's column the same chunk
-//! layout the crate writes for it (a PLAIN dictionary page, then `RLE_DICTIONARY` data pages
-//! of v1 with RLE definition levels, one page per `data_page_row_count_limit` rows, the
-//! column's compression, chunk statistics, column index and offset index), but looks a value
-//! up only when it differs from the previous one, and takes min/max over the dictionary
-//! entries a page uses. It declines (and the crate's writer encodes the column) whenever the
-//! chunk would not be that: settings other than the defaults it follows, more distinct values
-//! than [`MAX_ENTRIES`] or than the dictionary page limit holds, or a min/max longer than the
-//! truncation length. Readers see the same values, statistics and page index (unit-tested
-//! against the crate's writer, and by the interop tests through DuckDB, Spark and pyarrow).
+//! around it (arrow-rs issue #10465). [`encode`] gives a row group's column the chunk the
+//! crate writes for it (a PLAIN dictionary page, then `RLE_DICTIONARY` data pages of v1 with
+//! RLE definition levels, cut where the crate cuts them, the column's compression, chunk and
+//! size statistics, column index and offset index, min/max truncated as the crate truncates
+//! them), but looks a value up only when it differs from the previous one, and takes a page's
+//! min/max over the dictionary entries it uses. It declines (and the crate's writer encodes the
+//! column) whenever the chunk would not be that: settings other than the defaults it follows,
+//! more distinct values than [`MAX_ENTRIES`] or than the dictionary page limit holds, a chunk
+//! of nulls only. Readers see the same values, statistics and page index (unit-tested against
+//! the crate's writer, and by the interop tests through DuckDB and Spark).
 
 use arrow::array::{Array, StringArray};
 use arrow::datatypes::ArrowNativeType;
@@ -219,18 +219,8 @@ pub fn encode(
             Some((lo, hi)) => (std::cmp::min(lo, *min), std::cmp::max(hi, *max)),
         })
     });
-    // Longer bounds would be truncated by the crate's writer; it encodes those chunks.
-    let fits = |limit: Option<usize>, value: &[u8]| limit.is_none_or(|l| value.len() <= l);
     let index_limit = props.column_index_truncate_length();
     let stats_limit = props.statistics_truncate_length();
-    if page_bounds
-        .iter()
-        .flatten()
-        .any(|(min, max)| !fits(index_limit, min) || !fits(index_limit, max))
-        || chunk_bounds.is_some_and(|(min, max)| !fits(stats_limit, min) || !fits(stats_limit, max))
-    {
-        return Ok(None);
-    }
 
     let mut out = TrackedWrite::new(Vec::new());
     let mut written = Written::default();
@@ -308,7 +298,9 @@ pub fn encode(
                     descending &= *min <= last_min && *max <= last_max;
                 }
                 last_bounds = Some((min, max));
-                column_index.append(false, min.to_vec(), max.to_vec(), nulls);
+                let (low, _) = lower_bound(min, index_limit);
+                let (high, _) = upper_bound(max, index_limit);
+                column_index.append(false, low, high, nulls);
             }
         }
         let histogram = nullable.then(|| LevelHistogram::from(vec![nulls, page.values as i64]));
@@ -329,16 +321,21 @@ pub fn encode(
     });
 
     let nulls = (rows - keys.len()) as u64;
-    let (min, max) = match chunk_bounds {
-        Some((min, max)) => (
-            Some(ByteArray::from(min.to_vec())),
-            Some(ByteArray::from(max.to_vec())),
-        ),
-        None => (None, None),
-    };
+    // `keys` is not empty, so neither are the chunk's bounds.
+    let (min, max) = chunk_bounds.unwrap_or_default();
+    let (min, min_cut) = lower_bound(min, stats_limit);
+    let (max, max_cut) = upper_bound(max, stats_limit);
     let statistics = Statistics::ByteArray(
-        ValueStatistics::new(min, max, None, Some(nulls), false)
-            .with_backwards_compatible_min_max(descr.sort_order().is_signed()),
+        ValueStatistics::new(
+            Some(ByteArray::from(min)),
+            Some(ByteArray::from(max)),
+            None,
+            Some(nulls),
+            false,
+        )
+        .with_backwards_compatible_min_max(descr.sort_order().is_signed())
+        .with_min_is_exact(!min_cut)
+        .with_max_is_exact(!max_cut),
     );
     let data_pages = i32::try_from(pages.len()).unwrap_or(i32::MAX);
     let metadata = ColumnChunkMetaData::builder(descr.clone())
@@ -377,6 +374,59 @@ pub fn encode(
     };
     let bytes = Bytes::from(out.into_inner()?);
     Ok(Some((bytes, close)))
+}
+
+/// A lower bound of `value` of at most `limit` bytes, as Parquet writers truncate a min: cut
+/// at the last character boundary within the limit. Whether it was cut; a value that cannot
+/// be cut (its first character longer than the limit) is kept whole.
+fn lower_bound(value: &[u8], limit: Option<usize>) -> (Vec<u8>, bool) {
+    let Some(limit) = limit.filter(|l| value.len() > *l) else {
+        return (value.to_vec(), false);
+    };
+    let Ok(text) = std::str::from_utf8(value) else {
+        return (value[..limit].to_vec(), true);
+    };
+    match (1..=limit).rev().find(|at| text.is_char_boundary(*at)) {
+        Some(at) => (value[..at].to_vec(), true),
+        None => (value.to_vec(), false),
+    }
+}
+
+/// An upper bound of `value` of at most `limit` bytes, as Parquet writers truncate a max: cut
+/// at a character boundary at most 3 bytes short of the limit, then the last character that
+/// can be is incremented (to one of the same UTF-8 length) and the characters after it
+/// dropped. Whether it was cut; a value with no such bound is kept whole.
+fn upper_bound(value: &[u8], limit: Option<usize>) -> (Vec<u8>, bool) {
+    let Some(limit) = limit.filter(|l| value.len() > *l) else {
+        return (value.to_vec(), false);
+    };
+    let bound = match std::str::from_utf8(value) {
+        Ok(text) => (limit.saturating_sub(3)..=limit)
+            .rev()
+            .find(|at| text.is_char_boundary(*at))
+            .and_then(|at| {
+                let prefix = &text[..at];
+                prefix.char_indices().rev().find_map(|(at, c)| {
+                    let next = char::from_u32(u32::from(c) + 1)
+                        .filter(|n| n.len_utf8() == c.len_utf8())?;
+                    let mut bound = prefix.as_bytes()[..at].to_vec();
+                    bound.extend_from_slice(next.encode_utf8(&mut [0; 4]).as_bytes());
+                    Some(bound)
+                })
+            }),
+        Err(_) => {
+            let mut bytes = value[..limit].to_vec();
+            bytes.iter().rposition(|b| *b != u8::MAX).map(|at| {
+                bytes[at] += 1;
+                bytes.truncate(at + 1);
+                bytes
+            })
+        }
+    };
+    match bound {
+        Some(bound) => (bound, true),
+        None => (value.to_vec(), false),
+    }
 }
 
 /// What the pages of a chunk add up to.
@@ -558,7 +608,7 @@ mod tests {
 
     /// Readers see what they see in the crate's file: the values, the chunk's statistics,
     /// encodings and size statistics, and the page index (pages, rows, min/max, nulls).
-    fn assert_reads_as_the_crates(nullable: bool, arrays: &[StringArray]) {
+    fn assert_reads_as_the_crates(nullable: bool, arrays: &[StringArray]) -> Statistics {
         let schema = schema(nullable);
         let ours = our_file(&schema, arrays).expect("encoded here");
         let (theirs_meta, theirs) = read(crate_file(&schema, arrays));
@@ -598,6 +648,7 @@ mod tests {
             (rows, offsets.unencoded_byte_array_data_bytes.clone())
         };
         assert_eq!(pages(&our_meta), pages(&theirs_meta));
+        a.statistics().expect("statistics").clone()
     }
 
     const HOSTS: [&str; 5] = [
@@ -637,6 +688,40 @@ mod tests {
     }
 
     #[test]
+    fn long_bounds_are_truncated_as_the_crate_truncates_them() {
+        // Browsers' User-Agents, and values whose cut falls inside a character or on one that
+        // cannot be incremented: the min/max in the statistics and the column index.
+        let agents = [
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)",
+            "ApacheBench/2.3",
+        ];
+        let wide = format!("{}é{}", "z".repeat(62), "ü".repeat(10));
+        let last = format!("{}{}", "\u{10FFFF}".repeat(15), "\u{10FFFF}\u{10FFFF}");
+        let low = format!("{}日本語", "a".repeat(62));
+        for (k, extra) in [wide, last, low].iter().enumerate() {
+            // The last round has no short value: its min is cut in the chunk's statistics too.
+            let arrays: Vec<StringArray> = (0..3usize)
+                .map(|b| {
+                    (0..12_000usize)
+                        .map(|r| match (r / 50 + b) % 4 {
+                            3 => Some(extra.as_str()),
+                            2 if k < 2 && b == 0 => Some(agents[2]),
+                            2 => Some(agents[0]),
+                            i => Some(agents[i]),
+                        })
+                        .collect()
+                })
+                .collect();
+            let stats = assert_reads_as_the_crates(true, &arrays);
+            // Cut: the max in the first round, kept whole in the second (no character of
+            // U+10FFFF can be incremented), the min in the third.
+            let exact = (stats.min_is_exact(), stats.max_is_exact());
+            assert_eq!(exact, [(true, false), (true, true), (false, false)][k]);
+        }
+    }
+
+    #[test]
     fn nulls_read_as_the_crates_chunk_pages_of_nulls_included() {
         let sparse: StringArray = (0..25_000usize)
             .map(|r| (r % 3 != 0).then(|| HOSTS[r / 100 % HOSTS.len()]))
@@ -653,9 +738,6 @@ mod tests {
             .map(|i| Some(format!("v{i}")))
             .collect();
         assert!(our_file(&schema, &[many]).is_none());
-        let long = "x".repeat(65);
-        let long: StringArray = vec![Some("a"), Some(long.as_str())].into_iter().collect();
-        assert!(our_file(&schema, &[long]).is_none());
         let nulls: StringArray = vec![None::<&str>; 10].into_iter().collect();
         assert!(our_file(&schema, &[nulls]).is_none());
         let uncompressed_props = WriterProperties::builder()
