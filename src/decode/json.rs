@@ -1144,12 +1144,7 @@ mod tests {
         let together = decoder.decode_checked(&messages, &mut seen).unwrap();
         assert_eq!(seen.bad.len(), 2);
         assert!(seen.holds(&schema, &inference, false));
-        let alone: Vec<RecordBatch> = messages
-            .iter()
-            .map(|m| decoder.decode(std::slice::from_ref(m)).unwrap())
-            .collect();
-        let alone = arrow::compute::concat_batches(&schema.arrow(), &alone).unwrap();
-        assert_eq!(together, alone);
+        assert_eq!(together, decoded_one_by_one(&decoder, &messages));
         assert_eq!(
             strings(&together, "Host"),
             [
@@ -1179,12 +1174,16 @@ mod tests {
         assert!(scan(&messages, &mut inference).is_empty());
         let decoder = EventDecoder::new(Arc::new(inference.finish(false)), "events");
         let together = decoder.decode(&messages).unwrap();
+        assert_eq!(together, decoded_one_by_one(&decoder, &messages));
+    }
+
+    /// `messages` decoded each in a batch of its own, in one batch.
+    fn decoded_one_by_one(decoder: &EventDecoder, messages: &[Message]) -> RecordBatch {
         let alone: Vec<RecordBatch> = messages
             .iter()
             .map(|m| decoder.decode(std::slice::from_ref(m)).unwrap())
             .collect();
-        let alone = arrow::compute::concat_batches(&together.schema(), &alone).unwrap();
-        assert_eq!(together, alone);
+        arrow::compute::concat_batches(&decoder.schema().arrow(), &alone).unwrap()
     }
 
     #[test]
