@@ -145,73 +145,31 @@ pub fn encode(
         return Ok(None);
     }
 
-    // Pages cut where the crate's column writer cuts them: it takes each batch in mini-batches
-    // (of `write_batch_size` rows, or of `data_page_row_count_limit` rows when the batch's
-    // definition levels are all equal), and ends the page after the mini-batch that brings it
-    // to `data_page_row_count_limit` rows (the index widths here keep a page far below the
-    // page size limit).
-    let row_limit = props.data_page_row_count_limit().max(1);
-    let mut page_sizes = Vec::new();
-    let mut filling = 0;
-    for array in arrays {
-        let uniform = nullable && (array.null_count() == 0 || array.null_count() == array.len());
-        let step = if uniform {
-            row_limit
-        } else {
-            props.write_batch_size().max(1)
-        };
-        let mut left = array.len();
-        while left > 0 {
-            let take = step.min(left);
-            left -= take;
-            filling += take;
-            if filling >= row_limit {
-                page_sizes.push(filling);
-                filling = 0;
-            }
-        }
-    }
-    if filling > 0 {
-        page_sizes.push(filling);
-    }
-    let mut pages = Vec::with_capacity(page_sizes.len());
-    let mut first_value = 0;
-    let mut start = 0;
-    for rows in page_sizes {
-        let end = start + rows;
-        let values = if nullable {
-            levels[start..end].iter().filter(|l| **l == 1).count()
-        } else {
-            rows
-        };
-        pages.push(PageRows {
-            rows,
-            first_value,
-            values,
-        });
-        first_value += values;
-        start = end;
-    }
+    let pages = page_rows(arrays, &levels, nullable, props);
 
-    // Each page's min and max, over the entries it uses.
+    // Each page's min and max, over the entries it uses, and its values' bytes, in one pass.
     let mut stamp = vec![usize::MAX; dictionary.entries.len()];
     let mut page_bounds: Vec<Option<(&[u8], &[u8])>> = Vec::with_capacity(pages.len());
+    let mut page_bytes: Vec<i64> = Vec::with_capacity(pages.len());
     for (at, page) in pages.iter().enumerate() {
         let mut bounds: Option<(&[u8], &[u8])> = None;
+        let mut bytes = 0;
         let mut last = u32::MAX;
         for &key in &keys[page.first_value..page.first_value + page.values] {
+            let value = dictionary.entries[key as usize];
+            bytes += value.len() as i64;
             if key == last || stamp[key as usize] == at {
                 continue;
             }
             last = key;
             stamp[key as usize] = at;
-            let value = dictionary.entries[key as usize];
             bounds = Some(match bounds {
                 None => (value, value),
                 Some((min, max)) => (min.min(value), max.max(value)),
             });
         }
         page_bounds.push(bounds);
+        page_bytes.push(bytes);
     }
     let chunk_bounds = page_bounds.iter().flatten().fold(None, |acc, (min, max)| {
         Some(match acc {
@@ -250,10 +208,8 @@ pub fn encode(
     let mut ascending = true;
     let mut descending = true;
     let mut last_bounds: Option<(&[u8], &[u8])> = None;
-    let mut chunk_histogram = nullable.then(|| vec![0i64; 2]);
-    let mut chunk_bytes = 0i64;
     let mut row = 0;
-    for (page, bounds) in pages.iter().zip(&page_bounds) {
+    for ((page, bounds), bytes) in pages.iter().zip(&page_bounds).zip(&page_bytes) {
         let page_keys = &keys[page.first_value..page.first_value + page.values];
         let mut buf = Vec::new();
         if nullable {
@@ -267,11 +223,11 @@ pub fn encode(
         buf.push(width);
         rle_hybrid(page_keys, width, &mut buf);
         let uncompressed = buf.len();
-        let rows_i32 = u32::try_from(page.rows)
+        let num_values = u32::try_from(page.rows)
             .map_err(|_| ParquetError::General("page too long".to_owned()))?;
         let page_data = Page::DataPage {
             buf: compress(buf, snappy)?,
-            num_values: rows_i32,
+            num_values,
             encoding: Encoding::RLE_DICTIONARY,
             def_level_encoding: Encoding::RLE,
             rep_level_encoding: Encoding::RLE,
@@ -285,11 +241,6 @@ pub fn encode(
         written.add(spec);
 
         let nulls = (page.rows - page.values) as i64;
-        let page_bytes: i64 = page_keys
-            .iter()
-            .map(|k| dictionary.entries[*k as usize].len() as i64)
-            .sum();
-        chunk_bytes += page_bytes;
         match bounds {
             None => column_index.append(true, Vec::new(), Vec::new(), nulls),
             Some((min, max)) => {
@@ -304,13 +255,9 @@ pub fn encode(
             }
         }
         let histogram = nullable.then(|| LevelHistogram::from(vec![nulls, page.values as i64]));
-        if let (Some(chunk), Some(page)) = (chunk_histogram.as_mut(), &histogram) {
-            chunk[0] += page.values()[0];
-            chunk[1] += page.values()[1];
-        }
         column_index.append_histograms(&None, &histogram);
         offset_index.append_row_count(page.rows as i64);
-        offset_index.append_unencoded_byte_array_data_bytes(Some(page_bytes));
+        offset_index.append_unencoded_byte_array_data_bytes(Some(*bytes));
         row += page.rows;
     }
     writer.close()?;
@@ -321,6 +268,8 @@ pub fn encode(
     });
 
     let nulls = (rows - keys.len()) as u64;
+    let chunk_histogram = nullable.then(|| vec![nulls as i64, keys.len() as i64]);
+    let chunk_bytes: i64 = page_bytes.iter().sum();
     // `keys` is not empty, so neither are the chunk's bounds.
     let (min, max) = chunk_bounds.unwrap_or_default();
     let (min, min_cut) = lower_bound(min, stats_limit);
@@ -427,6 +376,63 @@ fn upper_bound(value: &[u8], limit: Option<usize>) -> (Vec<u8>, bool) {
         Some(bound) => (bound, true),
         None => (value.to_vec(), false),
     }
+}
+
+/// The data pages of a chunk of `arrays`, cut where the crate's column writer cuts them: it
+/// takes each batch in mini-batches (of `write_batch_size` rows, or of
+/// `data_page_row_count_limit` rows when the batch's definition levels are all equal), and
+/// ends the page after the mini-batch that brings it to `data_page_row_count_limit` rows (the
+/// index widths here keep a page far below the page size limit). `levels` are the rows'
+/// definition levels when the column is `nullable`.
+fn page_rows(
+    arrays: &[&StringArray],
+    levels: &[u8],
+    nullable: bool,
+    props: &WriterProperties,
+) -> Vec<PageRows> {
+    let row_limit = props.data_page_row_count_limit().max(1);
+    let mut page_sizes = Vec::new();
+    let mut filling = 0;
+    for array in arrays {
+        let uniform = nullable && (array.null_count() == 0 || array.null_count() == array.len());
+        let step = if uniform {
+            row_limit
+        } else {
+            props.write_batch_size().max(1)
+        };
+        let mut left = array.len();
+        while left > 0 {
+            let take = step.min(left);
+            left -= take;
+            filling += take;
+            if filling >= row_limit {
+                page_sizes.push(filling);
+                filling = 0;
+            }
+        }
+    }
+    if filling > 0 {
+        page_sizes.push(filling);
+    }
+    let mut pages = Vec::with_capacity(page_sizes.len());
+    let mut first_value = 0;
+    let mut start = 0;
+    for rows in page_sizes {
+        let end = start + rows;
+        let values = if nullable {
+            levels[start..end].iter().filter(|l| **l == 1).count()
+        } else {
+            rows
+        };
+        pages.push(PageRows {
+            rows,
+            first_value,
+            values,
+        });
+        first_value += values;
+        start = end;
+    }
+    pages
 }
 
 /// What the pages of a chunk add up to.
